@@ -1,0 +1,105 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers point one way: Basics → Model → Loading → Planning → State / SSH →
+// Engine → CLI → the `meridian` executable. Each target's comment states its
+// one purpose.
+let package = Package(
+    name: "meridian",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "meridian", targets: ["meridian"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
+    targets: [
+        // Small pure building blocks with no domain knowledge: SHA-256,
+        // canonical JSON, edit distance, durations.
+        .target(name: "MeridianBasics"),
+
+        // The fleet as pure values: regions, hosts, components, policies,
+        // versions, with the source location of every declared value.
+        .target(name: "MeridianModel", dependencies: ["MeridianBasics"]),
+
+        // Reads a fleet repository from YAML into the model and validates it,
+        // collecting every problem as a located diagnostic.
+        .target(
+            name: "MeridianLoading",
+            dependencies: ["MeridianModel", "MeridianBasics", .product(name: "Yams", package: "Yams")]
+        ),
+
+        // Pure decisions over a loaded fleet: governance rules, governance
+        // bundles, the residency routing table, rendered desired state, plans.
+        .target(name: "MeridianPlanning", dependencies: ["MeridianModel", "MeridianBasics"]),
+
+        // libssh2 as a system library; only MeridianSSH imports it.
+        .systemLibrary(
+            name: "CLibSSH2",
+            pkgConfig: "libssh2",
+            providers: [.apt(["libssh2-1-dev"])]
+        ),
+
+        // The one owner of SSH: sessions, host-key checks, exec, SFTP,
+        // direct-tcpip probes, bounded parallel fan-out, remote argv quoting.
+        .target(name: "MeridianSSH", dependencies: ["CLibSSH2", "MeridianBasics"]),
+
+        // The one owner of the database: runs, journal, applied manifests,
+        // hash-chained audit log, leases, drift history — behind a protocol.
+        .target(
+            name: "MeridianState",
+            dependencies: ["MeridianBasics", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+
+        // Carries out decisions: observes hosts, applies plans, detects drift.
+        .target(
+            name: "MeridianEngine",
+            dependencies: ["MeridianModel", "MeridianLoading", "MeridianPlanning", "MeridianSSH", "MeridianState", "MeridianBasics"]
+        ),
+
+        // The command-line interface: parses arguments, calls the engine,
+        // and is the only code that prints.
+        .target(
+            name: "MeridianCLI",
+            dependencies: [
+                "MeridianModel", "MeridianLoading", "MeridianPlanning", "MeridianEngine",
+                "MeridianSSH", "MeridianState", "MeridianBasics",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // The thin executable.
+        .executableTarget(name: "meridian", dependencies: ["MeridianCLI"]),
+
+        // Real sshd (and later nginx) processes on loopback addresses for
+        // integration tests, benchmarks and by-hand use.
+        .target(name: "MeridianTestHosts", dependencies: ["MeridianBasics"]),
+
+        // Benchmarks that time meridian against a baseline measured in the same run.
+        .executableTarget(
+            name: "meridian-bench",
+            dependencies: ["MeridianSSH", "MeridianTestHosts", "MeridianBasics"]
+        ),
+
+        .testTarget(
+            name: "MeridianTests",
+            dependencies: ["MeridianBasics", "MeridianModel", "MeridianLoading", "MeridianPlanning"],
+            exclude: ["Fixtures"]
+        ),
+        .testTarget(
+            name: "MeridianSSHTests",
+            dependencies: ["MeridianSSH", "MeridianTestHosts", "MeridianBasics"]
+        ),
+        .testTarget(
+            name: "MeridianStateTests",
+            dependencies: ["MeridianState", "MeridianBasics"]
+        ),
+        .testTarget(
+            name: "MeridianCLITests",
+            dependencies: ["MeridianCLI", "MeridianTestHosts", "MeridianBasics"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

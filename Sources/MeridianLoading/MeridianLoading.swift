@@ -1,0 +1,1 @@
+// MeridianLoading: see the target's comment in Package.swift for its purpose.

@@ -1,0 +1,1 @@
+// MeridianPlanning: see the target's comment in Package.swift for its purpose.

@@ -1,0 +1,1 @@
+// MeridianTestHosts: see the target's comment in Package.swift for its purpose.

@@ -1,0 +1,2 @@
+// Benchmarks: see docs/benchmarks.md.
+print("usage: meridian-bench ssh")

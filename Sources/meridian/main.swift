@@ -1,0 +1,3 @@
+import MeridianCLI
+
+MeridianCommand.main()

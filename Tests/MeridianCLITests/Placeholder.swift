@@ -1,0 +1,1 @@
+// Tests of the built CLI against fixture fleets.

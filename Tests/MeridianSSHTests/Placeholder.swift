@@ -1,0 +1,1 @@
+// Integration tests of the SSH transport against real sshd test hosts.
