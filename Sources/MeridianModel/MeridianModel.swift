@@ -1,1 +1,0 @@
-// MeridianModel: see the target's comment in Package.swift for its purpose.
