@@ -5,7 +5,7 @@ public struct MeridianCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "meridian",
         abstract: "Keep regional AI instances in sync over SSH, from a git repository of fleet files.",
-        subcommands: []
+        subcommands: [ValidateCommand.self]
     )
 
     public init() {}

@@ -49,6 +49,13 @@ public struct SourceMap: Sendable {
         if entries[location.file]?[path] == nil { entries[location.file, default: [:]][path] = location }
     }
 
+    /// Adds every entry of `other`; entries already recorded win.
+    public mutating func merge(_ other: SourceMap) {
+        for (file, table) in other.entries {
+            entries[file, default: [:]].merge(table) { existing, _ in existing }
+        }
+    }
+
     public func location(file: String, path: String) -> SourceLocation {
         guard let table = entries[file] else { return SourceLocation(file: file) }
         var current = path
@@ -319,6 +326,9 @@ public struct Jurisdiction: Hashable, Sendable, Comparable, Codable, CustomStrin
               code.first?.isLetter == true else { return nil }
         self.code = code
     }
+    /// A code taken as written, for a region whose jurisdiction failed
+    /// validation but whose other values are still checked.
+    public init(unchecked code: String) { self.code = code }
     public var description: String { code }
     public static func < (a: Jurisdiction, b: Jurisdiction) -> Bool { a.code < b.code }
     public init(from decoder: Decoder) throws {

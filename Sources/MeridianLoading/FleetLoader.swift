@@ -1,0 +1,122 @@
+import Foundation
+import MeridianBasics
+import MeridianModel
+import Yams
+
+/// The result of reading a fleet: the fleet when every file could be read into
+/// the model, and every diagnostic found along the way.
+public struct LoadedFleet: Sendable {
+    public var fleet: Fleet?
+    public var diagnostics: Diagnostics
+}
+
+/// Reads a fleet repository (`meridian.yaml`, `regions/*.yaml`,
+/// `policies/*.yaml`) into the model and validates it. Pure over its file
+/// system; every problem in every file is reported, none stops the others.
+public struct FleetLoader: Sendable {
+    public static let settingsFile = "meridian.yaml"
+    public static let regionsFolder = "regions"
+    public static let policiesFolder = "policies"
+    public static let templatesFolder = "templates"
+
+    let fileSystem: any FleetFileSystem
+
+    public init(fileSystem: any FleetFileSystem) { self.fileSystem = fileSystem }
+
+    public init(root: URL) { self.init(fileSystem: LocalFleetFileSystem(root: root)) }
+
+    /// Loads and validates the fleet; `fleet` is nil only when a file could not be read at all.
+    public func load() -> LoadedFleet {
+        var diagnostics = Diagnostics()
+        var sources = SourceMap()
+        var hashes: [String: String] = [:]
+        var unreadable = UnreadableFiles()
+
+        func document(_ path: String) -> Node? {
+            do {
+                guard let data = try fileSystem.read(path) else { return nil }
+                hashes[path] = SHA256.hex(data)
+                return YAMLDocument.parse(data, file: path, into: &diagnostics)
+            } catch {
+                diagnostics.error(SourceLocation(file: path), "", "could not be read: \(error.localizedDescription)")
+                return nil
+            }
+        }
+
+        // meridian.yaml
+        var settings: FleetSettings?
+        var settingsNode: Node?
+        if !fileSystem.isFile(FleetLoader.settingsFile) {
+            diagnostics.error(SourceLocation(file: FleetLoader.settingsFile), "", "no meridian.yaml at the fleet root: point --fleet (or MERIDIAN_FLEET) at a fleet repository, or create one (see docs/fleet-files.md)")
+        } else if let node = document(FleetLoader.settingsFile) {
+            settingsNode = node
+            var reader = NodeReader(file: FleetLoader.settingsFile)
+            settings = SettingsReader.read(node, &reader)
+            diagnostics.append(contentsOf: reader.diagnostics)
+            sources.merge(reader.sources)
+        }
+
+        // regions/*.yaml
+        var regions: [Region] = []
+        var incompleteRegions: [Region] = []
+        let regionFiles = yamlFiles(in: FleetLoader.regionsFolder)
+        if regionFiles.isEmpty {
+            diagnostics.error(SourceLocation(file: FleetLoader.regionsFolder), "", "no region files: add at least one regions/NAME.yaml")
+        }
+        for path in regionFiles {
+            guard let node = document(path) else { unreadable.regions.insert(stem(path)); continue }
+            var reader = NodeReader(file: path)
+            if let (region, complete) = RegionReader.read(node, stem: stem(path), &reader) {
+                if complete { regions.append(region) } else { incompleteRegions.append(region) }
+            } else {
+                unreadable.regions.insert(stem(path))
+            }
+            diagnostics.append(contentsOf: reader.diagnostics)
+            sources.merge(reader.sources)
+        }
+
+        // policies/*.yaml
+        var policies: [Policy] = []
+        for path in yamlFiles(in: FleetLoader.policiesFolder) {
+            guard let node = document(path) else { unreadable.policies.insert(stem(path)); continue }
+            var reader = NodeReader(file: path)
+            if let policy = PolicyReader.read(node, stem: stem(path), &reader) { policies.append(policy) }
+            else { unreadable.policies.insert(stem(path)) }
+            diagnostics.append(contentsOf: reader.diagnostics)
+            sources.merge(reader.sources)
+        }
+
+        guard let settings else { return LoadedFleet(fleet: nil, diagnostics: diagnostics) }
+        let fleet = Fleet(settings: settings, regions: regions, policies: policies, fileHashes: hashes, sources: sources)
+        unreadable.regions.formUnion(incompleteRegions.map(\.name))
+        unreadable.components = SettingsReader.declaredComponentNames(in: settingsNode).subtracting(settings.components.map(\.name))
+        var validator = FleetValidator(fleet: fleet, extraRegions: incompleteRegions, fileSystem: fileSystem, unreadable: unreadable)
+        validator.validate()
+        diagnostics.append(contentsOf: validator.diagnostics)
+        return LoadedFleet(fleet: fleet, diagnostics: diagnostics)
+    }
+
+    private func yamlFiles(in folder: String) -> [String] {
+        fileSystem.list(folder)
+            .filter { ($0.hasSuffix(".yaml") || $0.hasSuffix(".yml")) && !$0.hasPrefix(".") }
+            .map { "\(folder)/\($0)" }
+            .filter { fileSystem.isFile($0) }
+    }
+
+    private func stem(_ path: String) -> String {
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        if name.hasSuffix(".yaml") { return String(name.dropLast(5)) }
+        if name.hasSuffix(".yml") { return String(name.dropLast(4)) }
+        return name
+    }
+}
+
+/// Names of region and policy files that could not be read, so references to
+/// them are not reported a second time as unknown.
+struct UnreadableFiles: Sendable {
+    var regions = Set<String>()
+    var policies = Set<String>()
+    /// Components declared in meridian.yaml whose declaration has errors.
+    var components = Set<String>()
+}
+

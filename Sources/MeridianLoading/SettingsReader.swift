@@ -1,0 +1,257 @@
+import Foundation
+import MeridianBasics
+import MeridianModel
+import Yams
+
+/// Reads `meridian.yaml` into `FleetSettings`, with defaults for what is unset.
+enum SettingsReader {
+    static let keys = ["version", "name", "defaults", "components", "platform", "waves", "residency"]
+
+    static func read(_ node: Node, _ r: inout NodeReader) -> FleetSettings? {
+        guard let top = r.mapping(node, "", known: keys, required: ["name", "components"], what: "a mapping with name, defaults, components, platform, waves and residency") else { return nil }
+        if let version = top["version"], let number = r.integer(version, "version", in: 1...1000), number != 1 {
+            r.error(version, "version", "this meridian reads fleet format version 1, the file says \(number): upgrade meridian")
+        }
+        let name = top["name"].flatMap { r.name($0, "name", what: "a fleet name") } ?? ""
+        let defaults = top["defaults"].map { readDefaults($0, &r) } ?? FleetDefaults()
+        var components: [Component] = []
+        if let node = top["components"], let entries = r.dictionary(node, "components") {
+            if entries.isEmpty { r.error(node, "components", "declare at least one component (inference, knowledge-base, …)") }
+            for entry in entries {
+                let path = NodeReader.join("components", entry.key)
+                guard NodeReader.isName(entry.key) else {
+                    r.error(entry.keyNode, path, "component names are lower-case letters, digits, '-' and '_', got \"\(entry.key)\"")
+                    continue
+                }
+                if entry.key == "gateway" {
+                    r.error(entry.keyNode, path, "\"gateway\" is a host role of its own, not a component name: rename the component")
+                    continue
+                }
+                if let component = readComponent(entry.key, entry.value, path, &r) { components.append(component) }
+            }
+        }
+        var platform: [String: Version] = [:]
+        if let node = top["platform"], let entries = r.dictionary(node, "platform") {
+            for entry in entries {
+                if let version = r.version(entry.value, NodeReader.join("platform", entry.key)) { platform[entry.key] = version }
+            }
+        }
+        var waves: [Wave] = []
+        if let node = top["waves"], let items = r.sequence(node, "waves") {
+            for (i, item) in items.enumerated() {
+                if let wave = readWave(item, NodeReader.index("waves", i), &r) { waves.append(wave) }
+            }
+        }
+        let residency = top["residency"].map { readResidency($0, &r) } ?? ResidencySettings()
+        return FleetSettings(name: name, defaults: defaults, components: components, platform: platform, waves: waves, residency: residency)
+    }
+
+    /// The names under `components:`, whether or not their declarations are valid.
+    static func declaredComponentNames(in node: Node?) -> Set<String> {
+        guard case .mapping(let top)? = node, case .mapping(let components)? = top["components"] else { return [] }
+        return Set(components.keys.compactMap(\.string))
+    }
+
+    static func readDefaults(_ node: Node, _ r: inout NodeReader) -> FleetDefaults {
+        var defaults = FleetDefaults()
+        guard let map = r.mapping(node, "defaults", known: ["ssh", "root", "parallelism"]) else { return defaults }
+        if let ssh = map["ssh"] { defaults.ssh = readSSH(ssh, &r) }
+        if let root = map["root"], let text = r.nonEmptyString(root, "defaults.root") {
+            if HostPaths.isAbsoluteClean(text) { defaults.root = text }
+            else { r.error(root, "defaults.root", "expected an absolute path without '..' such as /srv/meridian, got \"\(text)\"") }
+        }
+        if let parallelism = map["parallelism"], let value = r.integer(parallelism, "defaults.parallelism", in: 1...1024) {
+            defaults.parallelism = value
+        }
+        return defaults
+    }
+
+    static func readSSH(_ node: Node, _ r: inout NodeReader) -> SSHSettings {
+        var ssh = SSHSettings()
+        let keys = ["user", "port", "identity", "passphrase_env", "agent", "known_hosts", "connect_timeout", "command_timeout", "keepalive"]
+        guard let map = r.mapping(node, "defaults.ssh", known: keys) else { return ssh }
+        let p = "defaults.ssh"
+        if let n = map["user"], let v = r.nonEmptyString(n, "\(p).user") { ssh.user = v }
+        if let n = map["port"], let v = r.integer(n, "\(p).port", in: 1...65535) { ssh.port = v }
+        if let n = map["identity"], let v = r.stringOrList(n, "\(p).identity") { ssh.identities = v }
+        if let n = map["passphrase_env"], let v = r.nonEmptyString(n, "\(p).passphrase_env") { ssh.passphraseEnv = v }
+        if let n = map["agent"], let v = r.boolean(n, "\(p).agent") { ssh.agent = v }
+        if let n = map["known_hosts"], let v = r.nonEmptyString(n, "\(p).known_hosts") { ssh.knownHosts = v }
+        if let n = map["connect_timeout"], let v = r.duration(n, "\(p).connect_timeout") { ssh.connectTimeout = v }
+        if let n = map["command_timeout"], let v = r.duration(n, "\(p).command_timeout") { ssh.commandTimeout = v }
+        if let n = map["keepalive"], let v = r.duration(n, "\(p).keepalive") { ssh.keepalive = v }
+        return ssh
+    }
+
+    static func readComponent(_ name: String, _ node: Node, _ path: String, _ r: inout NodeReader) -> Component? {
+        let keys = ["artifact", "start", "ports", "health", "smoke", "strategy", "canary"]
+        guard let map = r.mapping(node, path, known: keys, required: ["artifact", "start", "ports"]) else { return nil }
+        var artifact: ArtifactSource?
+        if let n = map["artifact"] { artifact = readArtifact(n, NodeReader.join(path, "artifact"), &r) }
+        var start: [String]?
+        if let n = map["start"] {
+            start = r.stringList(n, NodeReader.join(path, "start"), what: "the start command as a list of arguments, e.g. [bin/serve, --port, \"{port}\"]")
+            if start?.isEmpty == true { r.error(n, NodeReader.join(path, "start"), "the start command needs at least the program to run") ; start = nil }
+        }
+        var ports: SlotPorts?
+        if let n = map["ports"] { ports = readPorts(n, NodeReader.join(path, "ports"), &r) }
+        var component = Component(name: name, artifact: artifact ?? .path(""), start: start ?? [], ports: ports ?? SlotPorts(blue: 0, green: 0))
+        if let n = map["health"], let v = r.nonEmptyString(n, NodeReader.join(path, "health")) {
+            if v.hasPrefix("/") { component.health = v }
+            else { r.error(n, NodeReader.join(path, "health"), "expected an HTTP path starting with '/', got \"\(v)\"") }
+        }
+        if let n = map["smoke"], let items = r.sequence(n, NodeReader.join(path, "smoke")) {
+            for (i, item) in items.enumerated() {
+                if let probe = readProbe(item, NodeReader.index(NodeReader.join(path, "smoke"), i), &r) { component.smoke.append(probe) }
+            }
+        }
+        if let n = map["strategy"], let v = r.string(n, NodeReader.join(path, "strategy"), what: "a rollout strategy") {
+            if let strategy = RolloutStrategy(rawValue: v) { component.strategy = strategy }
+            else {
+                let names = RolloutStrategy.allCases.map(\.rawValue)
+                var message = "expected one of \(names.joined(separator: ", ")), got \"\(v)\""
+                if let s = Suggestion.closest(to: v, among: names) { message += "; did you mean \"\(s)\"?" }
+                r.error(n, NodeReader.join(path, "strategy"), message)
+            }
+        }
+        if let n = map["canary"] { component.canary = readCanary(n, NodeReader.join(path, "canary"), &r) }
+        guard artifact != nil, start != nil, ports != nil else { return nil }
+        return component
+    }
+
+    static func readArtifact(_ node: Node, _ path: String, _ r: inout NodeReader) -> ArtifactSource? {
+        if case .scalar = node {
+            guard let text = r.nonEmptyString(node, path, what: "an artifact path or {url, sha256}") else { return nil }
+            guard HostPaths.isRelativeClean(text) else {
+                r.error(node, path, "expected a path inside the fleet repository such as artifacts/inference-{version}.tar.gz, got \"\(text)\"")
+                return nil
+            }
+            return .path(text)
+        }
+        guard let map = r.mapping(node, path, known: ["url", "sha256"], required: ["url", "sha256"], what: "an artifact path or {url, sha256}") else { return nil }
+        var url: String?
+        if let n = map["url"], let v = r.nonEmptyString(n, NodeReader.join(path, "url")) {
+            if v.hasPrefix("https://") || v.hasPrefix("http://") { url = v }
+            else { r.error(n, NodeReader.join(path, "url"), "expected an http:// or https:// URL, got \"\(v)\"") }
+        }
+        var hashes: [String: String] = [:]
+        if let n = map["sha256"], let entries = r.dictionary(n, NodeReader.join(path, "sha256")) {
+            for entry in entries {
+                let p = NodeReader.join(NodeReader.join(path, "sha256"), entry.key)
+                if Version(entry.key) == nil { r.error(entry.keyNode, p, "expected a version such as 2.3.1 as the key, got \"\(entry.key)\"") }
+                if let hash = r.string(entry.value, p, what: "a SHA-256 in hex") {
+                    if hash.count == 64, hash.allSatisfy(\.isHexDigit) { hashes[entry.key] = hash.lowercased() }
+                    else { r.error(entry.value, p, "expected a SHA-256 of 64 hex digits, got \"\(hash)\"") }
+                }
+            }
+        }
+        return url.map { .url($0, sha256: hashes) }
+    }
+
+    static func readPorts(_ node: Node, _ path: String, _ r: inout NodeReader) -> SlotPorts? {
+        guard let map = r.mapping(node, path, known: ["blue", "green"], required: ["blue", "green"], what: "a mapping with a blue and a green port") else { return nil }
+        let blue = map["blue"].flatMap { r.integer($0, NodeReader.join(path, "blue"), in: 1...65535) }
+        let green = map["green"].flatMap { r.integer($0, NodeReader.join(path, "green"), in: 1...65535) }
+        guard let blue, let green else { return nil }
+        return SlotPorts(blue: blue, green: green)
+    }
+
+    static func readProbe(_ node: Node, _ path: String, _ r: inout NodeReader) -> SmokeProbe? {
+        guard let map = r.mapping(node, path, known: ["name", "method", "path", "expect_status", "expect_body"], required: ["path"]) else { return nil }
+        guard let probePath = map["path"].flatMap({ r.nonEmptyString($0, NodeReader.join(path, "path")) }) else { return nil }
+        guard probePath.hasPrefix("/") else {
+            r.error(map["path"], NodeReader.join(path, "path"), "expected an HTTP path starting with '/', got \"\(probePath)\"")
+            return nil
+        }
+        var probe = SmokeProbe(name: probePath, path: probePath)
+        if let n = map["name"], let v = r.nonEmptyString(n, NodeReader.join(path, "name")) { probe.name = v }
+        if let n = map["method"], let v = r.nonEmptyString(n, NodeReader.join(path, "method")) {
+            if ["GET", "HEAD", "POST"].contains(v) { probe.method = v }
+            else { r.error(n, NodeReader.join(path, "method"), "expected GET, HEAD or POST, got \"\(v)\"") }
+        }
+        if let n = map["expect_status"], let v = r.integer(n, NodeReader.join(path, "expect_status"), in: 100...599) { probe.expectStatus = v }
+        if let n = map["expect_body"], let v = r.string(n, NodeReader.join(path, "expect_body")) { probe.expectBodyContains = v }
+        return probe
+    }
+
+    static func readCanary(_ node: Node, _ path: String, _ r: inout NodeReader) -> CanarySettings {
+        var canary = CanarySettings()
+        guard let map = r.mapping(node, path, known: ["steps", "pause", "analysis"]) else { return canary }
+        if let n = map["steps"], let items = r.sequence(n, NodeReader.join(path, "steps"), what: "a list of traffic percentages such as [10, 50, 100]") {
+            var steps: [Int] = []
+            for (i, item) in items.enumerated() {
+                let p = NodeReader.index(NodeReader.join(path, "steps"), i)
+                guard let weight = r.integer(item, p, in: 1...100, what: "a traffic percentage") else { continue }
+                if let last = steps.last, weight <= last {
+                    r.error(item, p, "canary weights must increase step by step: \(weight) follows \(last)")
+                }
+                steps.append(weight)
+            }
+            if items.isEmpty { r.error(n, NodeReader.join(path, "steps"), "a canary needs at least one step, e.g. [10, 50, 100]") }
+            canary.steps = steps
+        }
+        if let n = map["pause"], let v = r.duration(n, NodeReader.join(path, "pause")) { canary.pause = v }
+        if let n = map["analysis"] {
+            let p = NodeReader.join(path, "analysis")
+            let keys = ["max_error_rate", "max_p99_latency", "min_requests", "max_error_rate_increase", "max_latency_ratio"]
+            if let a = r.mapping(n, p, known: keys) {
+                if let n = a["max_error_rate"], let v = r.number(n, NodeReader.join(p, "max_error_rate"), in: 0...1) { canary.analysis.maxErrorRate = v }
+                if let n = a["max_p99_latency"], let v = r.duration(n, NodeReader.join(p, "max_p99_latency")) { canary.analysis.maxP99Latency = v }
+                if let n = a["min_requests"], let v = r.integer(n, NodeReader.join(p, "min_requests"), in: 1...10_000_000) { canary.analysis.minRequests = v }
+                if let n = a["max_error_rate_increase"], let v = r.number(n, NodeReader.join(p, "max_error_rate_increase"), in: 0...1) { canary.analysis.maxErrorRateIncrease = v }
+                if let n = a["max_latency_ratio"], let v = r.number(n, NodeReader.join(p, "max_latency_ratio"), in: 1...1000) { canary.analysis.maxLatencyRatio = v }
+            }
+        }
+        return canary
+    }
+
+    static func readWave(_ node: Node, _ path: String, _ r: inout NodeReader) -> Wave? {
+        guard let map = r.mapping(node, path, known: ["name", "regions", "approval", "parallelism"], required: ["name", "regions"]) else { return nil }
+        let name = map["name"].flatMap { r.name($0, NodeReader.join(path, "name"), what: "a wave name") }
+        let regions = map["regions"].flatMap { r.stringList($0, NodeReader.join(path, "regions"), what: "a list of region names") }
+        guard let name, let regions else { return nil }
+        var wave = Wave(name: name, regions: regions)
+        if let n = map["approval"], let v = r.boolean(n, NodeReader.join(path, "approval")) { wave.approval = v }
+        if let n = map["parallelism"], let v = r.integer(n, NodeReader.join(path, "parallelism"), in: 1...1024) { wave.parallelism = v }
+        return wave
+    }
+
+    static func readResidency(_ node: Node, _ r: inout NodeReader) -> ResidencySettings {
+        var settings = ResidencySettings()
+        guard let map = r.mapping(node, "residency", known: ["header", "missing", "refuse_status"]) else { return settings }
+        if let n = map["header"], let v = r.nonEmptyString(n, "residency.header") {
+            if v.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) { settings.header = v }
+            else { r.error(n, "residency.header", "expected an HTTP header name of letters, digits and '-', got \"\(v)\"") }
+        }
+        if let n = map["missing"], let v = r.nonEmptyString(n, "residency.missing") {
+            if v == "refuse" { settings.missing = .refuse }
+            else if let j = Jurisdiction(v) { settings.missing = .assume(j) }
+            else { r.error(n, "residency.missing", "expected \"refuse\" or a jurisdiction code to assume such as EU, got \"\(v)\"") }
+        }
+        if let n = map["refuse_status"], let v = r.integer(n, "residency.refuse_status", in: 400...599, what: "an HTTP error status") { settings.refuseStatus = v }
+        return settings
+    }
+}
+
+/// Path rules for files meridian writes on hosts and reads in the fleet.
+public enum HostPaths {
+    /// An absolute path with no `.`, `..` or empty components.
+    public static func isAbsoluteClean(_ path: String) -> Bool {
+        guard path.hasPrefix("/") else { return false }
+        return path == "/" || components(path.dropFirst()).allSatisfy(isPlainComponent)
+    }
+
+    /// A relative path that stays inside its base: no leading '/', no `..`, `.` or empty components.
+    public static func isRelativeClean(_ path: String) -> Bool {
+        guard !path.isEmpty, !path.hasPrefix("/") else { return false }
+        return components(Substring(path)).allSatisfy(isPlainComponent)
+    }
+
+    static func components(_ path: Substring) -> [Substring] {
+        path.split(separator: "/", omittingEmptySubsequences: false)
+    }
+
+    static func isPlainComponent(_ component: Substring) -> Bool {
+        !component.isEmpty && component != "." && component != ".." && !component.contains("\0") && !component.contains("\n")
+    }
+}
