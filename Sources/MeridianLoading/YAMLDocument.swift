@@ -11,13 +11,14 @@ enum YAMLDocument {
     static let maximumNesting = 64
 
     static func parse(_ data: Data, file: String, into diagnostics: inout Diagnostics) -> Node? {
-        let whole = SourceLocation(file: file)
+        let whole = SourceLocation(file: file, line: 1, column: 1)
         guard data.count <= maximumBytes else {
             diagnostics.error(whole, "", "the file is \(data.count) bytes; fleet files may be at most \(maximumBytes) bytes: split it or remove what does not belong")
             return nil
         }
-        guard let text = String(data: data, encoding: .utf8) else {
-            diagnostics.error(whole, "", "the file is not valid UTF-8 text: save it as UTF-8")
+        guard let text = String(validating: data, as: UTF8.self) else {
+            let (line, column) = position(ofFirstInvalidUTF8In: data)
+            diagnostics.error(SourceLocation(file: file, line: line, column: column), "", "the file is not valid UTF-8 text: save it as UTF-8")
             return nil
         }
         if let (line, column) = firstControlCharacter(in: text) {
@@ -29,14 +30,33 @@ enum YAMLDocument {
             return nil
         }
         do {
-            return try Yams.compose(yaml: text)
+            guard let node = try Yams.compose(yaml: text) else {
+                diagnostics.error(whole, "", "the file holds no YAML document: it is empty or only comments")
+                return nil
+            }
+            return node
         } catch let error as YamlError {
             let (mark, message) = describe(error)
-            diagnostics.error(SourceLocation(file: file, line: mark?.line ?? 0, column: mark?.column ?? 0), "", message)
+            diagnostics.error(SourceLocation(file: file, line: max(1, mark?.line ?? 1), column: max(1, mark?.column ?? 1)), "", message)
             return nil
         } catch {
             diagnostics.error(whole, "", "could not be read as YAML: \(error)")
             return nil
+        }
+    }
+
+    /// The 1-based line and column of the first byte that breaks UTF-8.
+    private static func position(ofFirstInvalidUTF8In data: Data) -> (Int, Int) {
+        var line = 1, column = 1
+        var iterator = data.makeIterator()
+        var decoder = UTF8()
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue(let scalar):
+                if scalar == "\n" { line += 1; column = 1 } else { column += 1 }
+            case .emptyInput, .error:
+                return (line, column)
+            }
         }
     }
 
@@ -101,3 +121,4 @@ enum YAMLDocument {
         return nil
     }
 }
+
