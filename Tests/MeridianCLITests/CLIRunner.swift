@@ -1,0 +1,76 @@
+import Foundation
+import Testing
+
+/// Runs the built `meridian` executable the way a user does and captures
+/// everything it prints, for golden comparisons.
+struct CLIRun: Equatable {
+    var arguments: [String]
+    var status: Int32
+    var stdout: String
+    var stderr: String
+
+    /// The transcript compared with a golden file.
+    var transcript: String {
+        "$ meridian \(arguments.joined(separator: " "))\nexit \(status)\n--- stdout\n\(stdout)--- stderr\n\(stderr)"
+    }
+}
+
+enum CLI {
+    static let repositoryRoot: URL = {
+        var url = URL(fileURLWithPath: #filePath)
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url }
+        }
+        fatalError("Package.swift not found above \(#filePath)")
+    }()
+
+    /// The `meridian` binary built beside the test bundle.
+    static let executable: URL = {
+        var folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = folder.appendingPathComponent("meridian")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            folder.deleteLastPathComponent()
+        }
+        return repositoryRoot.appendingPathComponent(".build/debug/meridian")
+    }()
+
+    /// Runs meridian with `arguments` from the repository root, with a clean environment.
+    static func run(_ arguments: [String], environment: [String: String] = [:], currentDirectory: URL? = nil) throws -> CLIRun {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.currentDirectoryURL = currentDirectory ?? repositoryRoot
+        var env = ["PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "HOME": FileManager.default.temporaryDirectory.path, "NO_COLOR": "1"]
+        env.merge(environment) { $1 }
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        // Read both pipes concurrently so a large output cannot block the child.
+        nonisolated(unsafe) var errData = Data()
+        let reader = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
+        reader.start()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        while !reader.isFinished { usleep(1000) }
+        return CLIRun(arguments: arguments, status: process.terminationStatus,
+                      stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// Compares a run's transcript with `Tests/Golden/NAME`; with
+    /// MERIDIAN_UPDATE_GOLDEN=1 in the environment it rewrites the file instead.
+    static func expectGolden(_ run: CLIRun, _ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let url = repositoryRoot.appendingPathComponent("Tests/Golden/\(name)")
+        if ProcessInfo.processInfo.environment["MERIDIAN_UPDATE_GOLDEN"] == "1" {
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try run.transcript.write(to: url, atomically: true, encoding: .utf8)
+            return
+        }
+        let expected = try String(contentsOf: url, encoding: .utf8)
+        #expect(run.transcript == expected, "golden \(name) differs; rerun with MERIDIAN_UPDATE_GOLDEN=1 and review the diff", sourceLocation: sourceLocation)
+    }
+}

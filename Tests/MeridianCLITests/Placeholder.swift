@@ -1,1 +1,0 @@
-// Tests of the built CLI against fixture fleets.
