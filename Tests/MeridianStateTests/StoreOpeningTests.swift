@@ -81,4 +81,49 @@ struct StoreOpeningTests {
         }
         #expect(error == .unknownRun(RunID(rawValue: 99)))
     }
+
+    @Test func aDamagedFileGivesAClearError() async throws {
+        let folder = try TemporaryFolder()
+        do {
+            let store = try SQLiteStateStore(path: folder.databasePath)
+            _ = try await startedRun(store)
+        }
+        // Move everything from the WAL into the main file, then damage the schema page.
+        let raw = try rawConnection(folder.databasePath)
+        _ = try await raw.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
+        try raw.close()
+        let handle = try #require(FileHandle(forUpdatingAtPath: folder.databasePath))
+        try handle.seek(toOffset: 100)
+        try handle.write(contentsOf: Data(repeating: 0xA5, count: 3000))
+        try handle.close()
+
+        let error = await #expect(throws: StateStoreError.self) {
+            let store = try await SQLiteStateStore.open(path: folder.databasePath)
+            _ = try await store.recentRuns(limit: 1)
+        }
+        switch error {
+        case .corrupt(let path, _)?, .notADatabase(let path)?:
+            #expect(path == folder.databasePath)
+            #expect(error?.description.contains(folder.databasePath) == true)
+            #expect(error?.description.contains("move it aside") == true)
+        default:
+            Issue.record("expected corrupt or notADatabase, got \(String(describing: error))")
+        }
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: SQLiteShell.executable)))
+    func aLockHeldPastTheBusyTimeoutIsNamed() async throws {
+        let folder = try TemporaryFolder()
+        let store = try await SQLiteStateStore.open(path: folder.databasePath, busyTimeout: 0.3)
+        let shell = try SQLiteShell(path: folder.databasePath)
+        try await shell.run("BEGIN IMMEDIATE; INSERT INTO audit_head VALUES (1, 0, 'held');")
+        let error = await #expect(throws: StateStoreError.self) {
+            _ = try await store.appendAudit(AuditRecord(actor: alice.actor, action: "apply", subject: "eu-west"))
+        }
+        await shell.close()
+        #expect(error == .busy(path: folder.databasePath, waitedSeconds: 0.3))
+        #expect(error?.description.contains("locked by another meridian process") == true)
+        // Once the other process is gone the write goes through.
+        _ = try await store.appendAudit(AuditRecord(actor: alice.actor, action: "apply", subject: "eu-west"))
+    }
 }
