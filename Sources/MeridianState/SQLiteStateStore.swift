@@ -43,15 +43,36 @@ public final class SQLiteStateStore: StateStore {
 
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
-            let migrator = SQLiteSchema.migrator()
+            try Self.migrate(pool, path: path)
+        } catch {
+            throw Self.translate(error, path: path, busyTimeout: busyTimeout)
+        }
+    }
+
+    /// Brings the file to the newest schema, refusing one from a newer build.
+    /// The migrator decides what to run before it takes the write lock, so a
+    /// process opening a fresh file at the same moment as another can find
+    /// its migration already applied and fail; it then decides again, with
+    /// the other's migration visible. Each migration is one transaction, so
+    /// a failed attempt leaves nothing behind.
+    static func migrate(_ pool: DatabasePool, path: String) throws {
+        let migrator = SQLiteSchema.migrator()
+        var attempt = 1
+        while true {
             let applied = try pool.read { db in try migrator.appliedIdentifiers(db) }
             let unknown = applied.filter { !SQLiteSchema.versions.contains($0) }.sorted()
             if !unknown.isEmpty {
                 throw StateStoreError.newerSchema(path: path, unknownMigrations: unknown)
             }
-            try migrator.migrate(pool)
-        } catch {
-            throw Self.translate(error, path: path, busyTimeout: busyTimeout)
+            do {
+                try migrator.migrate(pool)
+                return
+            } catch let error as DatabaseError where attempt < SQLiteSchema.versions.count + 1 {
+                let nowApplied = try pool.read { db in try migrator.appliedIdentifiers(db) }
+                // Nobody else made progress: the failure is ours to report.
+                guard nowApplied.count > applied.count else { throw error }
+                attempt += 1
+            }
         }
     }
 

@@ -126,4 +126,20 @@ struct StoreOpeningTests {
         // Once the other process is gone the write goes through.
         _ = try await store.appendAudit(AuditRecord(actor: alice.actor, action: "apply", subject: "eu-west"))
     }
+
+    @Test func storesOpeningAFreshFileTogetherAllSucceed() async throws {
+        for _ in 0..<6 {
+            let folder = try TemporaryFolder()
+            let path = folder.databasePath
+            let versions = try await withThrowingTaskGroup(of: [String].self) { group in
+                for _ in 0..<6 {
+                    group.addTask { try await SQLiteStateStore.open(path: path).appliedMigrations() }
+                }
+                var all: [[String]] = []
+                for try await versions in group { all.append(versions) }
+                return all
+            }
+            #expect(versions == Array(repeating: ["v1"], count: 6))
+        }
+    }
 }
