@@ -94,7 +94,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MeridianStateTests",
-            dependencies: ["MeridianState", "MeridianBasics"]
+            dependencies: ["MeridianState", "MeridianBasics", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "MeridianCLITests",

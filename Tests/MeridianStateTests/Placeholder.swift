@@ -1,1 +1,0 @@
-// Tests of the state store on SQLite in a temporary folder.
