@@ -1,12 +1,27 @@
 import ArgumentParser
 
 /// The root command: lists every subcommand; each lives in its own file.
-public struct MeridianCommand: ParsableCommand {
+public struct MeridianCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "meridian",
         abstract: "Keep regional AI instances in sync over SSH, from a git repository of fleet files.",
-        subcommands: [ValidateCommand.self]
+        subcommands: [ValidateCommand.self, AuditCommand.self, UnlockCommand.self]
     )
 
     public init() {}
+
+    /// Parses the command line and runs the chosen command, asynchronously
+    /// when it is async; exits with its status.
+    public static func launch() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

@@ -1,3 +1,3 @@
 import MeridianCLI
 
-MeridianCommand.main()
+await MeridianCommand.launch()
