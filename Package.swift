@@ -97,6 +97,10 @@ let package = Package(
             dependencies: ["MeridianState", "MeridianBasics", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
+            name: "MeridianEngineTests",
+            dependencies: ["MeridianEngine", "MeridianPlanning", "MeridianModel", "MeridianTestHosts", "MeridianBasics"]
+        ),
+        .testTarget(
             name: "MeridianCLITests",
             dependencies: ["MeridianCLI", "MeridianTestHosts", "MeridianBasics"]
         ),
