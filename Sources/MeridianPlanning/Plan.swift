@@ -8,6 +8,33 @@ public enum UpgradeStrategy: String, Codable, Sendable, Equatable {
     case recreate
 }
 
+/// Unix permission bits, written in plans as four octal digits (`"0644"`)
+/// because that is how people read them.
+public struct FileMode: Codable, Sendable, Hashable, CustomStringConvertible {
+    public var bits: Int
+
+    public init(_ bits: Int) { self.bits = bits }
+
+    public var description: String {
+        let digits = String(bits, radix: 8)
+        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let text = try container.decode(String.self)
+        guard let bits = Int(text, radix: 8), bits >= 0, bits <= 0o7777 else {
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: "expected an octal file mode such as \"0644\", got \"\(text)\"")
+        }
+        self.bits = bits
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
+
 /// The closed set of things a plan can do to a host.
 public enum PlanActionKind: String, Codable, Sendable, Equatable, CaseIterable {
     case createFile = "create_file"
@@ -43,8 +70,8 @@ public struct PlanAction: Codable, Sendable, Equatable {
     /// SHA-256 of the file (or artifact) before and after; nil when absent or sensitive.
     public var beforeSHA256: String?
     public var afterSHA256: String?
-    public var modeBefore: Int?
-    public var modeAfter: Int?
+    public var modeBefore: FileMode?
+    public var modeAfter: FileMode?
     public var sensitive: Bool
     public var diff: ContentDiff?
     public var fromVersion: String?
@@ -58,7 +85,7 @@ public struct PlanAction: Codable, Sendable, Equatable {
     /// Where the desired value comes from, for messages.
     public var source: String?
 
-    public init(id: String, kind: PlanActionKind, subject: String, component: String? = nil, beforeSHA256: String? = nil, afterSHA256: String? = nil, modeBefore: Int? = nil, modeAfter: Int? = nil, sensitive: Bool = false, diff: ContentDiff? = nil, fromVersion: String? = nil, toVersion: String? = nil, strategy: UpgradeStrategy? = nil, slot: SlotName? = nil, port: Int? = nil, artifact: String? = nil, reasons: [String] = [], source: String? = nil) {
+    public init(id: String, kind: PlanActionKind, subject: String, component: String? = nil, beforeSHA256: String? = nil, afterSHA256: String? = nil, modeBefore: FileMode? = nil, modeAfter: FileMode? = nil, sensitive: Bool = false, diff: ContentDiff? = nil, fromVersion: String? = nil, toVersion: String? = nil, strategy: UpgradeStrategy? = nil, slot: SlotName? = nil, port: Int? = nil, artifact: String? = nil, reasons: [String] = [], source: String? = nil) {
         self.id = id
         self.kind = kind
         self.subject = subject

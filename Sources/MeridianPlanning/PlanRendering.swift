@@ -16,6 +16,10 @@ extension Plan {
     public func renderText(style: PlanTextStyle = .plain) -> String {
         let paint = Paint(enabled: style.color)
         var out = ""
+        if summary.hasChanges {
+            out += "Symbols: \(paint.glyph(.createFile)) create  \(paint.glyph(.updateFile)) update  \(paint.glyph(.deleteFile)) delete  "
+                + "\(paint.glyph(.upgradeComponent)) upgrade  \(paint.glyph(.restartComponent)) restart\n\n"
+        }
         for region in regions {
             guard region.hasChanges else {
                 out += paint.bold("Region \(region.name)") + ": no changes (\(count(region.hosts.count, "host")))\n\n"
@@ -56,7 +60,7 @@ extension Plan {
         let sensitive = action.sensitive ? " (sensitive)" : ""
         switch action.kind {
         case .createFile:
-            return "\(action.subject)\(sensitive) mode \(Planner.octal(action.modeAfter ?? 0o644))"
+            return "\(action.subject)\(sensitive) mode \(action.modeAfter ?? FileMode(0o644))"
         case .updateFile, .deleteFile:
             return "\(action.subject)\(sensitive)"
         case .installRelease:

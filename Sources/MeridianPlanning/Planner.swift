@@ -75,7 +75,7 @@ public enum Planner {
             if observed.files[path] == .missing { reasons.append("already gone from the host") }
             deletes.append(PlanAction(
                 id: actionID(.deleteFile, path), kind: .deleteFile, subject: path, component: entry.component,
-                beforeSHA256: entry.isSensitive ? nil : entry.sha256, modeBefore: entry.mode,
+                beforeSHA256: entry.isSensitive ? nil : entry.sha256, modeBefore: FileMode(entry.mode),
                 sensitive: entry.isSensitive, reasons: reasons
             ))
         }
@@ -92,8 +92,11 @@ public enum Planner {
                 ?? versionFromLink(observed.slotTarget(component: layout.component, slot: slot), component: layout.component)
             if current != layout.version {
                 var reasons: [String] = []
-                if current == nil { reasons.append("not deployed on this host yet") }
-                if let paths = changedPaths[layout.component] { reasons.append("configuration changed: \(paths.joined(separator: ", "))") }
+                if current == nil {
+                    reasons.append("not deployed on this host yet")
+                } else if let paths = changedPaths[layout.component] {
+                    reasons.append("configuration changed: \(paths.joined(separator: ", "))")
+                }
                 upgrades.append(PlanAction(
                     id: actionID(.upgradeComponent, layout.component), kind: .upgradeComponent, subject: layout.component,
                     component: layout.component, fromVersion: current, toVersion: layout.version,
@@ -149,7 +152,7 @@ public enum Planner {
         func create() -> PlanAction {
             PlanAction(
                 id: id(.createFile, file.path), kind: .createFile, subject: file.path, component: file.component,
-                afterSHA256: file.content.isSensitive ? nil : file.content.fingerprint, modeAfter: file.mode,
+                afterSHA256: file.content.isSensitive ? nil : file.content.fingerprint, modeAfter: FileMode(file.mode),
                 sensitive: file.content.isSensitive, diff: diff(nil), source: file.source
             )
         }
@@ -166,7 +169,7 @@ public enum Planner {
         case .regular(let remoteHash, let remoteMode, _):
             var reasons: [String] = []
             let modeChanged = remoteMode != file.mode
-            if modeChanged { reasons.append("mode \(octal(remoteMode)) → \(octal(file.mode))") }
+            if modeChanged { reasons.append("mode \(FileMode(remoteMode)) → \(FileMode(file.mode))") }
             switch file.content {
             case .sensitive:
                 let entry = manifest?.files[file.path]
@@ -184,7 +187,7 @@ public enum Planner {
                 }
                 return PlanAction(
                     id: id(.updateFile, file.path), kind: .updateFile, subject: file.path, component: file.component,
-                    modeBefore: remoteMode, modeAfter: file.mode, sensitive: true, diff: contentDiff,
+                    modeBefore: FileMode(remoteMode), modeAfter: FileMode(file.mode), sensitive: true, diff: contentDiff,
                     reasons: reasons, source: file.source
                 )
             case .bytes:
@@ -201,7 +204,7 @@ public enum Planner {
                 return PlanAction(
                     id: id(.updateFile, file.path), kind: .updateFile, subject: file.path, component: file.component,
                     beforeSHA256: remoteHash, afterSHA256: file.content.fingerprint,
-                    modeBefore: remoteMode, modeAfter: file.mode, diff: contentDiff,
+                    modeBefore: FileMode(remoteMode), modeAfter: FileMode(file.mode), diff: contentDiff,
                     reasons: reasons, source: file.source
                 )
             }
@@ -215,10 +218,5 @@ public enum Planner {
         let parts = target.split(separator: "/").map(String.init)
         guard parts.count >= 3, parts[parts.count - 3] == "releases", parts[parts.count - 2] == component else { return nil }
         return parts[parts.count - 1]
-    }
-
-    static func octal(_ mode: Int) -> String {
-        let digits = String(mode, radix: 8)
-        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
     }
 }
