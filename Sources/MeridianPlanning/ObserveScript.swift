@@ -80,6 +80,9 @@ public struct ObserveScript: Sendable, Equatable {
     public var contentLimit: Int
 
     public init(root: String, files: [ObservedPathRequest], listedFolders: [String] = ["config", "governance"], lock: LockRequest? = nil, contentLimit: Int = 256 * 1024) {
+        var root = root
+        // Listed paths are made relative by cutting "<root>/"; a trailing slash would double it.
+        while root.count > 1 && root.hasSuffix("/") { root.removeLast() }
         self.root = root
         self.files = files
         self.listedFolders = listedFolders
@@ -124,33 +127,55 @@ public struct ObserveScript: Sendable, Equatable {
         s += """
         if [ -f "$root/state/lock" ]; then printf 'lock '; filefield "$root/state/lock"; printf '\\n'; else echo 'lock none'; fi
         if [ -f "$root/state/manifest.json" ]; then printf 'manifest '; filefield "$root/state/manifest.json"; printf '\\n'; else echo 'manifest none'; fi
-        observe_file() {
-          f="$root/$1"
-          printf 'file '; field "$1"
-          if [ -L "$f" ] || { [ -e "$f" ] && [ ! -f "$f" ]; }; then printf ' other\\n'; return; fi
-          if [ ! -e "$f" ]; then printf ' missing\\n'; return; fi
-          h=$(sha256sum < "$f" 2>/dev/null | cut -c1-64)
-          if [ -z "$h" ]; then printf ' unreadable\\n'; return; fi
-          m=$(stat -c %a "$f")
-          n=$(wc -c < "$f" | tr -d ' ')
-          printf ' %s %s %s\\n' "$h" "$m" "$n"
-          if [ "$3" = 1 ] && [ "$h" != "$2" ] && [ "$n" -le \(contentLimit) ]; then
-            printf 'content '; field "$1"; printf ' '; filefield "$f"; printf '\\n'
-          fi
-        }
+        set --
+        meta=
 
         """
-        for file in files {
-            s += "observe_file \(shellQuote(file.path)) \(shellQuote(file.expectedSHA256 ?? "-")) \(file.fetchContentIfDifferent ? "1" : "0")\n"
+        // Per path, shell builtins only sort out missing and odd paths; the
+        // regular files are then hashed and stat'ed by one sha256sum and one
+        // stat for all of them, whose outputs come in argument order.
+        for (index, file) in files.enumerated() {
+            let expected = file.expectedSHA256 ?? "-"
+            s += """
+            f="$root"/\(shellQuote(file.path))
+            if [ -L "$f" ] || { [ -e "$f" ] && [ ! -f "$f" ]; }; then echo 'file \(index) other'
+            elif [ ! -e "$f" ]; then echo 'file \(index) missing'
+            elif [ ! -r "$f" ]; then echo 'file \(index) unreadable'
+            else set -- "$@" "$f"; meta="$meta \(index):\(Self.metaWord(expected)):\(file.fetchContentIfDifferent ? "1" : "0")"; fi
+
+            """
         }
         s += """
+        if [ $# -gt 0 ]; then
+          nl='
+        '
+          stats=$(stat -c '%a %s' -- "$@" 2>/dev/null)$nl
+          sha256sum -- "$@" 2>/dev/null | cut -c1-65 | {
+            for f in "$@"; do
+              IFS= read -r h || h=
+              h=${h#\\\\}; h=${h%% *}
+              st=${stats%%"$nl"*}; stats=${stats#*"$nl"}
+              meta=${meta# }; w=${meta%% *}; meta=${meta#"$w"}
+              i=${w%%:*}; r=${w#*:}; e=${r%%:*}; want=${r#*:}
+              echo "file $i $h $st"
+              if [ "$want" = 1 ] && [ "$h" != "$e" ] && [ "${st#* }" -le \(contentLimit) ] 2>/dev/null; then
+                printf 'content %s ' "$i"; filefield "$f"; printf '\\n'
+              fi
+            done
+          }
+        fi
+
+        """
+        s += """
+        printf 'releases x'
         for c in "$root"/releases/*; do
           [ -d "$c" ] || continue
           for v in "$c"/*; do
             [ -d "$v" ] || continue
-            printf 'release '; field "${c##*/}"; printf ' '; field "${v##*/}"; printf '\\n'
+            printf '%s\\0%s\\0' "${c##*/}" "${v##*/}"
           done
-        done
+        done | hx
+        printf '\\n'
         for c in "$root"/slots/*; do
           [ -d "$c" ] || continue
           for s in blue green; do
@@ -172,15 +197,23 @@ public struct ObserveScript: Sendable, Equatable {
 
         """
         for folder in listedFolders {
+            // One od for all names: NUL-separated absolute paths, hex-encoded together.
             s += """
             if [ -d "$root"/\(shellQuote(folder)) ]; then
-              find "$root"/\(shellQuote(folder)) ! -type d -exec sh -c 'r=$1; shift; for f; do printf "listed x"; printf "%s" "${f#"$r"/}" | od -An -v -tx1 | tr -d " \\n"; printf "\\n"; done' sh "$root" {} +
+              printf 'listed x'; find "$root"/\(shellQuote(folder)) ! -type d -exec printf '%s\\0' {} + | hx; printf '\\n'
             fi
 
             """
         }
         s += "echo end\n"
         return s
+    }
+
+    /// An expected hash goes into the script unquoted inside a word list, so
+    /// anything but 64 lowercase hex digits becomes `-` (never equal to a hash).
+    static func metaWord(_ expected: String) -> String {
+        let isHash = expected.utf8.count == 64 && expected.utf8.allSatisfy { hexValue($0) != nil }
+        return isHash ? expected : "-"
     }
 
     /// Takes `<root>/state/lock` atomically: the new lock is written to a
@@ -235,8 +268,12 @@ public struct ObserveScript: Sendable, Equatable {
         """
     }
 
-    /// Parses the script's output for `host` (used in messages).
-    public static func parse(_ output: Data, host: String) -> Result<Observation, ObservationParseError> {
+    /// Parses this script's output for `host` (used in messages); file
+    /// records name paths by their index in `files`.
+    public func parse(_ output: Data, host: String) -> Result<Observation, ObservationParseError> {
+        let formatHeader = Self.formatHeader
+        func decodeField(_ field: String) -> Data? { Self.decodeField(field) }
+        func parseManifest(_ data: Data) -> ObservedManifest { Self.parseManifest(data) }
         guard let text = String(data: output, encoding: .utf8) else {
             return .failure(ObservationParseError(host: host, line: nil, reason: "the output is not UTF-8 text"))
         }
@@ -251,7 +288,7 @@ public struct ObserveScript: Sendable, Equatable {
         var state = ObservedHostState()
         var lockOutcome = LockOutcome.notRequested
         var lockRecord: RemoteLock?? = nil
-        var requested = Set<String>()
+        let requested = Set(files.map(\.path))
         var listed: [String] = []
         for (offset, line) in lines.enumerated().dropFirst().dropLast() {
             let number = offset + 1
@@ -297,24 +334,33 @@ public struct ObserveScript: Sendable, Equatable {
                     return fail("malformed manifest record")
                 }
             case "file":
-                guard fields.count >= 3, let path = string(1) else { return fail("malformed file record") }
-                requested.insert(path)
+                guard fields.count >= 3, let index = Int(fields[1]), files.indices.contains(index) else { return fail("malformed file record") }
+                let path = files[index].path
                 switch fields[2] {
                 case "missing": state.files[path] = .missing
                 case "other": state.files[path] = .notRegular
                 case "unreadable": state.files[path] = .notRegular
                 default:
-                    guard fields.count == 5, fields[2].count == 64,
+                    guard fields.count == 5, fields[2].utf8.count == 64,
                           let mode = Int(fields[3], radix: 8), let size = Int(fields[4])
-                    else { return fail("malformed file record for \(path)") }
+                    else { return fail("malformed file record for \(path); did the file change during the observation?") }
                     state.files[path] = .regular(sha256: fields[2], mode: mode, size: size)
                 }
             case "content":
-                guard let path = string(1), let data = bytes(2) else { return fail("malformed content record") }
-                state.fileContents[path] = data
-            case "release":
-                guard let component = string(1), let version = string(2) else { return fail("malformed release record") }
-                state.releases.append(ObservedRelease(component: component, version: version))
+                guard fields.count == 3, let index = Int(fields[1]), files.indices.contains(index), let data = bytes(2) else {
+                    return fail("malformed content record")
+                }
+                state.fileContents[files[index].path] = data
+            case "releases":
+                guard let data = bytes(1) else { return fail("malformed releases record") }
+                let names = data.split(separator: 0, omittingEmptySubsequences: false).dropLast()
+                guard names.count % 2 == 0 else { return fail("releases record has an odd number of names") }
+                for pair in stride(from: names.startIndex, to: names.endIndex, by: 2) {
+                    state.releases.append(ObservedRelease(
+                        component: String(decoding: names[pair], as: UTF8.self),
+                        version: String(decoding: names[pair + 1], as: UTF8.self)
+                    ))
+                }
             case "slot":
                 guard fields.count == 4, let component = string(1), let slot = SlotName(rawValue: fields[2]) else {
                     return fail("malformed slot record")
@@ -332,8 +378,11 @@ public struct ObserveScript: Sendable, Equatable {
                 guard let dash = name.lastIndex(of: "-"), let slot = SlotName(rawValue: String(name[name.index(after: dash)...])) else { continue }
                 state.processes.append(ObservedProcess(component: String(name[..<dash]), slot: slot, pid: Int(fields[2]), alive: fields[3] == "alive"))
             case "listed":
-                guard let path = string(1) else { return fail("malformed listed record") }
-                listed.append(path)
+                guard let data = bytes(1) else { return fail("malformed listed record") }
+                let prefix = Data((root == "/" ? "/" : root + "/").utf8)
+                for name in data.split(separator: 0) where name.starts(with: prefix) {
+                    listed.append(String(decoding: name.dropFirst(prefix.count), as: UTF8.self))
+                }
             default:
                 return fail("unknown record `\(fields[0].prefix(40))`")
             }

@@ -64,7 +64,7 @@ struct HostRootFixture {
     static let hostileName = "we ird\nname's $(touch pwned) `x` \"q\".txt"
 
     func observe(_ script: ObserveScript, stdin: Bool = false) throws -> Observation {
-        try ObserveScript.parse(try runShell(script.script, onStandardInput: stdin), host: "eu-west/h1").get()
+        try script.parse(try runShell(script.script, onStandardInput: stdin), host: "eu-west/h1").get()
     }
 
     @Test(arguments: [false, true])
@@ -136,6 +136,25 @@ struct HostRootFixture {
         #expect(!FileManager.default.fileExists(atPath: fixture.root.appendingPathComponent("pwned").path))
         #expect(!FileManager.default.fileExists(atPath: fixture.base.appendingPathComponent("pwned").path))
         #expect(!FileManager.default.fileExists(atPath: FileManager.default.currentDirectoryPath + "/pwned"))
+    }
+
+    @Test func contentIsFetchedOnlyUpToTheLimitAndHostileHashesAreInert() throws {
+        let fixture = try HostRootFixture()
+        defer { fixture.remove() }
+        try fixture.write("config/small", "12345")
+        try fixture.write("config/large", "123456")
+        let script = ObserveScript(root: fixture.root.path + "//", files: [
+            ObservedPathRequest(path: "config/small", expectedSHA256: "\"; touch pwned; echo \"", fetchContentIfDifferent: true),
+            ObservedPathRequest(path: "config/large", expectedSHA256: nil, fetchContentIfDifferent: true),
+        ], contentLimit: 5)
+        #expect(script.root == fixture.root.path)
+        let observation = try observe(script)
+        #expect(observation.state.fileContents == ["config/small": Data("12345".utf8)])
+        #expect(observation.state.files["config/large"]?.sha256 == SHA256.hex("123456"))
+        #expect(observation.state.unlistedFiles == [])
+        #expect(!FileManager.default.fileExists(atPath: FileManager.default.currentDirectoryPath + "/pwned"))
+        #expect(ObserveScript.metaWord(SHA256.hex("x")) == SHA256.hex("x"))
+        #expect(ObserveScript.metaWord("abc") == "-")
     }
 
     @Test func emptyRootObservesNothing() throws {
@@ -221,14 +240,14 @@ struct HostRootFixture {
 
     @Test func parseErrorsNameTheHostAndLine() {
         func error(_ text: String) -> String {
-            switch ObserveScript.parse(Data(text.utf8), host: "eu-west/h1") {
+            switch ObserveScript(root: "/srv/meridian", files: []).parse(Data(text.utf8), host: "eu-west/h1") {
             case .success: return "parsed"
             case .failure(let error): return error.description
             }
         }
         #expect(error("sh: 1: syntax error\n") == "host eu-west/h1: observation output line 1: expected `meridian-observe 1`, got `sh: 1: syntax error`; is the root readable and sh POSIX?")
         #expect(error("meridian-observe 1\nmanifest none\n") == "host eu-west/h1: observation output line 2: the output stops before `end`; the script was interrupted")
-        #expect(error("meridian-observe 1\nfile xzz missing\nend\n") == "host eu-west/h1: observation output line 2: malformed file record")
+        #expect(error("meridian-observe 1\nfile 0 missing\nend\n") == "host eu-west/h1: observation output line 2: malformed file record")
         #expect(error("meridian-observe 1\nbogus\nend\n") == "host eu-west/h1: observation output line 2: unknown record `bogus`")
     }
 
