@@ -132,13 +132,16 @@ public struct HostPlan: Codable, Sendable, Equatable {
     /// Sensitive files that the plan could not compare by content; apply
     /// renders them with real secrets and rewrites any whose remote hash differs.
     public var sensitiveFiles: [String]
+    /// Things about the host the operator should know before applying,
+    /// e.g. an unreadable manifest that makes every file look new.
+    public var warnings: [String]
     public var actions: [PlanAction]
 
     public var id: String { "\(region)/\(host)" }
     public var hasChanges: Bool { actions.contains { $0.kind != .noOp } }
 
     enum CodingKeys: String, CodingKey {
-        case region, host, address, root, actions
+        case region, host, address, root, actions, warnings
         case observedManifestSHA256 = "observed_manifest_sha256"
         case observedStateSHA256 = "observed_state_sha256"
         case sensitiveFiles = "sensitive_files"
@@ -151,6 +154,7 @@ public struct RegionPlan: Codable, Sendable, Equatable {
     public var hosts: [HostPlan]
 
     public var hasChanges: Bool { hosts.contains(where: \.hasChanges) }
+    public var hasWarnings: Bool { hosts.contains { !$0.warnings.isEmpty } }
 }
 
 /// What a plan was computed from, so apply can refuse it once that changed.

@@ -21,18 +21,19 @@ extension Plan {
                 + "\(paint.glyph(.upgradeComponent)) upgrade  \(paint.glyph(.restartComponent)) restart\n\n"
         }
         for region in regions {
-            guard region.hasChanges else {
+            guard region.hasChanges || region.hasWarnings else {
                 out += paint.bold("Region \(region.name)") + ": no changes (\(count(region.hosts.count, "host")))\n\n"
                 continue
             }
             out += paint.bold("Region \(region.name)") + "\n"
             for host in region.hosts {
                 let title = "host \(host.host) (\(host.address))"
+                let warnings = host.warnings.map { "    " + paint.wrap("! \($0)", "33") + "\n" }.joined()
                 guard host.hasChanges else {
-                    out += "  \(title): no changes\n"
+                    out += "  \(title): no changes\n" + warnings
                     continue
                 }
-                out += "  \(paint.bold(title))\n"
+                out += "  \(paint.bold(title))\n" + warnings
                 for action in host.actions where action.kind != .noOp {
                     out += "    " + paint.glyph(action.kind) + " " + Self.headline(action) + "\n"
                     for reason in action.reasons {

@@ -28,7 +28,10 @@ public enum Planner {
     ) -> Plan {
         var regions: [String: [HostPlan]] = [:]
         for host in desired {
-            let plan = hostPlan(host, observed: observed[host.id] ?? ObservedHostState(), previousContents: previousContents)
+            var plan = hostPlan(host, observed: observed[host.id] ?? ObservedHostState(), previousContents: previousContents)
+            if observed[host.id] == nil {
+                plan.warnings.insert("the host was not observed: planned as an empty host", at: 0)
+            }
             regions[host.region, default: []].append(plan)
         }
         return Plan(
@@ -128,11 +131,18 @@ public enum Planner {
             actions = [PlanAction(id: actionID(.noOp, hostID), kind: .noOp, subject: hostID)]
         }
         let sensitive = desired.files.filter(\.content.isSensitive).map(\.path).sorted()
+        var warnings: [String] = []
+        switch observed.manifest {
+        case .absent, .present: break
+        case .unreadable(_, let reason):
+            warnings.append("\(HostManifest.path) cannot be used (\(reason)): planned as if meridian had not applied anything here")
+        }
         return HostPlan(
             region: desired.region, host: desired.host, address: desired.address, root: desired.root,
             observedManifestSHA256: observed.manifest.sha256,
             observedStateSHA256: observed.planDigest(excluding: Set(sensitive)),
             sensitiveFiles: sensitive,
+            warnings: warnings,
             actions: actions
         )
     }

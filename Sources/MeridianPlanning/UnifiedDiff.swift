@@ -58,16 +58,47 @@ public enum UnifiedDiff {
 
     enum Edit: Equatable { case keep(Int, Int), delete(Int), insert(Int) }
 
-    /// Myers' shortest edit script between `a` and `b`.
+    /// Beyond this many changed lines the diff stops searching for the
+    /// shortest edit and shows the differing middle as removed then added:
+    /// the search keeps O(D²) state, and such a diff is not read line by line anyway.
+    static let maximumEditDistance = 2000
+
+    /// A shortest edit script between `a` and `b` (Myers), after taking off
+    /// the common prefix and suffix.
     static func editScript(_ a: [Line], _ b: [Line]) -> [Edit] {
+        var prefix = 0
+        while prefix < a.count && prefix < b.count && a[prefix] == b[prefix] { prefix += 1 }
+        var suffix = 0
+        while suffix < a.count - prefix && suffix < b.count - prefix && a[a.count - 1 - suffix] == b[b.count - 1 - suffix] { suffix += 1 }
+        let oldMiddle = Array(a[prefix..<(a.count - suffix)])
+        let newMiddle = Array(b[prefix..<(b.count - suffix)])
+        let middle = myers(oldMiddle, newMiddle)
+            ?? (oldMiddle.indices.map { Edit.delete($0) } + newMiddle.indices.map { Edit.insert($0) })
+        var edits = (0..<prefix).map { Edit.keep($0, $0) }
+        for edit in middle {
+            switch edit {
+            case .keep(let i, let j): edits.append(.keep(i + prefix, j + prefix))
+            case .delete(let i): edits.append(.delete(i + prefix))
+            case .insert(let j): edits.append(.insert(j + prefix))
+            }
+        }
+        for index in 0..<suffix {
+            edits.append(.keep(a.count - suffix + index, b.count - suffix + index))
+        }
+        return edits
+    }
+
+    /// Myers' O(ND) search, keeping for each d only the 2d+1 furthest points;
+    /// nil when more than `maximumEditDistance` edits are needed.
+    static func myers(_ a: [Line], _ b: [Line]) -> [Edit]? {
         let n = a.count, m = b.count
-        let max = n + m
-        if max == 0 { return [] }
-        let offset = max
-        var v = [Int](repeating: 0, count: 2 * max + 2)
-        var trace: [[Int]] = []
-        search: for d in 0...max {
-            trace.append(v)
+        if n + m == 0 { return [] }
+        let limit = Swift.min(n + m, maximumEditDistance)
+        let offset = limit + 1
+        var v = [Int](repeating: 0, count: 2 * limit + 3)
+        var snapshots: [[Int]] = []
+        var final: Int?
+        search: for d in 0...limit {
             for k in stride(from: -d, through: d, by: 2) {
                 var x: Int
                 if k == -d || (k != d && v[offset + k - 1] < v[offset + k + 1]) {
@@ -78,30 +109,35 @@ public enum UnifiedDiff {
                 var y = x - k
                 while x < n && y < m && a[x] == b[y] { x += 1; y += 1 }
                 v[offset + k] = x
-                if x >= n && y >= m { trace.append(v); break search }
+                if x >= n && y >= m {
+                    final = d
+                    break search
+                }
             }
+            snapshots.append(Array(v[(offset - d)...(offset + d)]))
         }
-        // Walk the trace backwards from (n, m) to (0, 0).
+        guard let total = final else { return nil }
+        // Walk back from (n, m): each d undoes one insert or delete and the snake before it.
         var edits: [Edit] = []
         var x = n, y = m
-        for d in stride(from: trace.count - 2, through: 0, by: -1) {
-            let v = trace[d]
+        var d = total
+        while d > 0 {
+            let previous = snapshots[d - 1]
+            func furthest(_ k: Int) -> Int { previous[k + d - 1] }
             let k = x - y
-            let previousK: Int
-            if k == -d || (k != d && v[offset + k - 1] < v[offset + k + 1]) {
-                previousK = k + 1
-            } else {
-                previousK = k - 1
-            }
-            let previousX = v[offset + previousK]
+            let previousK = (k == -d || (k != d && furthest(k - 1) < furthest(k + 1))) ? k + 1 : k - 1
+            let previousX = furthest(previousK)
             let previousY = previousX - previousK
             while x > previousX && y > previousY {
                 x -= 1; y -= 1
                 edits.append(.keep(x, y))
             }
-            if d > 0 {
-                if x == previousX { y -= 1; edits.append(.insert(y)) } else { x -= 1; edits.append(.delete(x)) }
-            }
+            if x == previousX { y -= 1; edits.append(.insert(y)) } else { x -= 1; edits.append(.delete(x)) }
+            d -= 1
+        }
+        while x > 0 && y > 0 {
+            x -= 1; y -= 1
+            edits.append(.keep(x, y))
         }
         return edits.reversed()
     }

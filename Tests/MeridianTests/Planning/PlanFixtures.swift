@@ -121,7 +121,8 @@ enum PlanFixtures {
         euH1.fileContents["config/knowledge-base/kb.conf"] = Data(kbConfig(region: "eu-west", chunk: 512).utf8)
         let euH2 = observedInSync(desired[1])
         let ukH1 = observedInSync(desired[3])
-        return ["eu-west/h1": euH1, "eu-west/h2": euH2, "uk-south/h1": ukH1]
+        // us-east/h1 is a fresh machine: observed, with nothing of meridian's on it.
+        return ["eu-west/h1": euH1, "eu-west/h2": euH2, "uk-south/h1": ukH1, "us-east/h1": ObservedHostState()]
     }
 
     /// Earlier masked renderings, as the state store would provide them.

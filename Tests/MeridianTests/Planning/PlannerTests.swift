@@ -217,6 +217,23 @@ import MeridianBasics
         #expect(throws: DecodingError.self) { try JSONDecoder().decode([FileMode].self, from: Data(#"["0999"]"#.utf8)) }
     }
 
+    @Test func unobservedHostsAndUnreadableManifestsWarn() throws {
+        var observed = PlanFixtures.observed
+        observed["us-east/h1"] = nil
+        observed["eu-west/h2"]?.manifest = .unreadable(sha256: SHA256.hex("x"), reason: "not a meridian manifest (no schema_version)")
+        let plan = Planner.plan(desired: PlanFixtures.desired, observed: observed, basis: PlanFixtures.basis)
+        #expect(try host(plan, "us-east/h1").warnings == ["the host was not observed: planned as an empty host"])
+        let h2 = try host(plan, "eu-west/h2")
+        #expect(h2.warnings == ["state/manifest.json cannot be used (not a meridian manifest (no schema_version)): planned as if meridian had not applied anything here"])
+        #expect(kinds(h2) == ["update_file config/knowledge-base/secrets.env", "restart_component knowledge-base"])
+        #expect(try host(plan, "eu-west/h1").warnings == [])
+        #expect(plan.renderText().contains("  host h2 (10.0.1.12)\n    ! state/manifest.json cannot be used"))
+
+        let inSync = PlanFixtures.desired[3]
+        let quiet = Planner.plan(desired: [inSync], observed: [inSync.id: PlanFixtures.observedInSync(inSync)], basis: PlanFixtures.basis)
+        #expect(quiet.renderText() == "Region uk-south: no changes (1 host)\n\nNo changes. The fleet matches the configuration.\n")
+    }
+
     @Test func glyphsAreFixed() {
         #expect(PlanActionKind.allCases.map(\.glyph) == ["+", "~", "-", "+", ">", "r", "="])
     }

@@ -107,6 +107,18 @@ import Testing
 
     /// Random small files over a tiny alphabet: the diff must turn old into
     /// new and change no more lines than the shortest edit needs.
+    @Test func hugeRewritesFallBackToRemoveThenAdd() {
+        let count = UnifiedDiff.maximumEditDistance + 10
+        let old = "head\n" + (0..<count).map { "old \($0)\n" }.joined() + "tail\n"
+        let new = "head\n" + (0..<count).map { "new \($0)\n" }.joined() + "tail\n"
+        guard case .text(let unified) = diff(old, new) else { Issue.record("expected text"); return }
+        let lines = unified.split(separator: "\n")
+        #expect(lines[2] == "@@ -1,\(count + 2) +1,\(count + 2) @@")
+        #expect(lines.filter { $0.hasPrefix("-old") }.count == count)
+        #expect(lines.filter { $0.hasPrefix("+new") }.count == count)
+        #expect(apply(unified, to: old.split(separator: "\n").map(String.init)) == new.split(separator: "\n").map(String.init))
+    }
+
     @Test func randomDiffsApplyAndAreMinimal() {
         var generator = SplitMix(seed: 42)
         for _ in 0..<300 {
