@@ -331,7 +331,7 @@ private struct TemplateScanner {
     }
 
     mutating func skipSpaces() {
-        while let c = peek(), c == " " || c == "\t" { advance() }
+        while let c = peek(), c == " " || c == "\t" || c == "\n" || c == "\r" { advance() }
     }
 
     func atClose() -> Bool { peek() == "}" && peek(1) == "}" }

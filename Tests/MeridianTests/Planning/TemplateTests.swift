@@ -40,6 +40,13 @@ private struct FixedSecrets: SecretResolver {
         #expect(rendered.text == #"{"greeting": "say \"hi\"\n", "p": "x\"y"}"#)
     }
 
+    @Test func tagsMaySpanLines() throws {
+        let rendered = try render("a={{\n  vars.nope\n  | default \"x\"\n}}!").get()
+        #expect(rendered.text == "a=x!")
+        guard case .failure(let failure) = render("line one\n{{\n  vars.nope }} {{ vars.other\n}}") else { Issue.record("expected problems"); return }
+        #expect(failure.problems.map { "\($0.line):\($0.column)" } == ["2:1", "3:16"])
+    }
+
     @Test func literalBracesEscape() throws {
         let rendered = try render(#"{{ "{{" }} not a tag }} {{ "}}" }}"#).get()
         #expect(rendered.text == "{{ not a tag }} }}")
