@@ -456,9 +456,9 @@ public struct ObservedHostState: Codable, Sendable, Equatable {
     public var processes: [ObservedProcess]
     public var lock: RemoteLock?
     /// Files under the managed folders that meridian was not asked about, sorted.
-    public var unlistedFiles: [String]
+    public var unmanagedFiles: [String]
 
-    public init(manifest: ObservedManifest = .absent, files: [String: ObservedFile] = [:], fileContents: [String: Data] = [:], releases: [ObservedRelease] = [], slots: [ObservedSlotLink] = [], processes: [ObservedProcess] = [], lock: RemoteLock? = nil, unlistedFiles: [String] = []) {
+    public init(manifest: ObservedManifest = .absent, files: [String: ObservedFile] = [:], fileContents: [String: Data] = [:], releases: [ObservedRelease] = [], slots: [ObservedSlotLink] = [], processes: [ObservedProcess] = [], lock: RemoteLock? = nil, unmanagedFiles: [String] = []) {
         self.manifest = manifest
         self.files = files
         self.fileContents = fileContents
@@ -466,7 +466,7 @@ public struct ObservedHostState: Codable, Sendable, Equatable {
         self.slots = slots
         self.processes = processes
         self.lock = lock
-        self.unlistedFiles = unlistedFiles
+        self.unmanagedFiles = unmanagedFiles
     }
 
     public func slotTarget(component: String, slot: SlotName) -> String? {

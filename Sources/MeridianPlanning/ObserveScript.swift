@@ -391,7 +391,7 @@ public struct ObserveScript: Sendable, Equatable {
             lockOutcome = .heldByOther(current)
         }
         if case .some(let current) = lockRecord { state.lock = current }
-        state.unlistedFiles = listed.filter { !requested.contains($0) }.sorted()
+        state.unmanagedFiles = listed.filter { !requested.contains($0) }.sorted()
         state.releases.sort()
         state.slots.sort { ($0.component, $0.slot) < ($1.component, $1.slot) }
         state.processes.sort { ($0.component, $0.slot) < ($1.component, $1.slot) }

@@ -102,6 +102,7 @@ public struct LocalSecretResolver: SecretResolver {
         self.baseDirectory = baseDirectory
     }
 
+    /// A secret that could not be read, with the reason and the next step.
     public struct Unavailable: Error, CustomStringConvertible {
         public var reference: SecretReference
         public var reason: String
@@ -265,7 +266,8 @@ public struct Template: Equatable, Sendable {
                         do {
                             value = try secrets.resolve(reference)
                         } catch {
-                            problems.append(TemplateProblem(line: tag.line, column: tag.column, kind: .secretUnavailable(reference, "\(error)")))
+                            let reason = (error as? LocalSecretResolver.Unavailable)?.reason ?? "\(error)"
+                            problems.append(TemplateProblem(line: tag.line, column: tag.column, kind: .secretUnavailable(reference, reason)))
                             value = ""
                         }
                     }

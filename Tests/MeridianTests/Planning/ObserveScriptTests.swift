@@ -131,7 +131,7 @@ struct HostRootFixture {
             ObservedProcess(component: "inference", slot: .green, pid: 2147483646, alive: false),
             ObservedProcess(component: "knowledge base", slot: .green, pid: nil, alive: false),
         ])
-        #expect(state.unlistedFiles == ["config/inference/\(Self.hostileName)"])
+        #expect(state.unmanagedFiles == ["config/inference/\(Self.hostileName)"])
         // Nothing in a name or the root was ever run by the shell.
         #expect(!FileManager.default.fileExists(atPath: fixture.root.appendingPathComponent("pwned").path))
         #expect(!FileManager.default.fileExists(atPath: fixture.base.appendingPathComponent("pwned").path))
@@ -151,7 +151,7 @@ struct HostRootFixture {
         let observation = try observe(script)
         #expect(observation.state.fileContents == ["config/small": Data("12345".utf8)])
         #expect(observation.state.files["config/large"]?.sha256 == SHA256.hex("123456"))
-        #expect(observation.state.unlistedFiles == [])
+        #expect(observation.state.unmanagedFiles == [])
         #expect(!FileManager.default.fileExists(atPath: FileManager.default.currentDirectoryPath + "/pwned"))
         #expect(ObserveScript.metaWord(SHA256.hex("x")) == SHA256.hex("x"))
         #expect(ObserveScript.metaWord("abc") == "-")

@@ -132,6 +132,11 @@ private struct FixedSecrets: SecretResolver {
         #expect(throws: LocalSecretResolver.Unavailable.self) {
             try resolver.resolve(SecretReference(source: .file, name: "missing"))
         }
+        guard case .failure(let failure) = Template("k={{ vars.k }}").render(["vars.k": .secret(SecretReference(source: .environment, name: "NOPE"))], secrets: resolver) else {
+            Issue.record("expected a problem")
+            return
+        }
+        #expect(failure.description == "1:3: secret env:NOPE is unavailable: the environment variable NOPE is not set; export it before running apply")
     }
 
     @Test func variableNamesAreListed() {
