@@ -272,8 +272,6 @@ public struct ObserveScript: Sendable, Equatable {
     /// records name paths by their index in `files`.
     public func parse(_ output: Data, host: String) -> Result<Observation, ObservationParseError> {
         let formatHeader = Self.formatHeader
-        func decodeField(_ field: String) -> Data? { Self.decodeField(field) }
-        func parseManifest(_ data: Data) -> ObservedManifest { Self.parseManifest(data) }
         guard let text = String(data: output, encoding: .utf8) else {
             return .failure(ObservationParseError(host: host, line: nil, reason: "the output is not UTF-8 text"))
         }
@@ -298,7 +296,7 @@ public struct ObserveScript: Sendable, Equatable {
             let fields = line.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
             func bytes(_ index: Int) -> Data? {
                 guard index < fields.count else { return nil }
-                return decodeField(fields[index])
+                return Self.decodeField(fields[index])
             }
             func string(_ index: Int) -> String? {
                 bytes(index).flatMap { String(data: $0, encoding: .utf8) }
@@ -329,7 +327,7 @@ public struct ObserveScript: Sendable, Equatable {
                 if fields.count == 2 && fields[1] == "none" {
                     state.manifest = .absent
                 } else if let data = bytes(1) {
-                    state.manifest = parseManifest(data)
+                    state.manifest = Self.parseManifest(data)
                 } else {
                     return fail("malformed manifest record")
                 }

@@ -4,9 +4,9 @@ import MeridianBasics
 @testable import MeridianPlanning
 
 /// Runs `script` with /bin/sh (`-c`, or on standard input) and returns its standard output.
-func runShell(_ script: String, onStandardInput: Bool = false) throws -> Data {
+func runShell(_ script: String, onStandardInput: Bool = false, shell: String = "/bin/sh") throws -> Data {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.executableURL = URL(fileURLWithPath: shell)
     let output = Pipe()
     process.standardOutput = output
     process.standardError = FileHandle.nullDevice
@@ -63,12 +63,13 @@ struct HostRootFixture {
 @Suite struct ObserveScriptTests {
     static let hostileName = "we ird\nname's $(touch pwned) `x` \"q\".txt"
 
-    func observe(_ script: ObserveScript, stdin: Bool = false) throws -> Observation {
-        try script.parse(try runShell(script.script, onStandardInput: stdin), host: "eu-west/h1").get()
+    func observe(_ script: ObserveScript, stdin: Bool = false, shell: String = "/bin/sh") throws -> Observation {
+        try script.parse(try runShell(script.script, onStandardInput: stdin, shell: shell), host: "eu-west/h1").get()
     }
 
-    @Test(arguments: [false, true])
-    func observesALaidOutRoot(onStandardInput: Bool) throws {
+    /// Hosts' sh is dash on Debian and bash elsewhere; both must read the script alike.
+    @Test(arguments: [(false, "/bin/sh"), (true, "/bin/sh"), (false, "/bin/bash")])
+    func observesALaidOutRoot(onStandardInput: Bool, shell: String) throws {
         let fixture = try HostRootFixture(rootName: "host root 'quoted' $(touch pwned)")
         defer { fixture.remove() }
         let manifest = HostManifest(
@@ -101,7 +102,7 @@ struct HostRootFixture {
             ObservedPathRequest(path: "config/absent.yaml", expectedSHA256: nil, fetchContentIfDifferent: true),
             ObservedPathRequest(path: "config/dir-instead", expectedSHA256: nil, fetchContentIfDifferent: true),
         ])
-        let observation = try observe(script, stdin: onStandardInput)
+        let observation = try observe(script, stdin: onStandardInput, shell: shell)
         let state = observation.state
 
         #expect(observation.lock == .notRequested)
