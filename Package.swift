@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(
             name: "MeridianTests",
             dependencies: ["MeridianBasics", "MeridianModel", "MeridianLoading", "MeridianPlanning"],
-            exclude: ["Fixtures"]
+            exclude: ["Fixtures", "Golden"]
         ),
         .testTarget(
             name: "MeridianSSHTests",
