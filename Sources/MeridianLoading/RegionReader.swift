@@ -42,8 +42,8 @@ enum RegionReader {
                 }
                 guard let text = r.string(entry.value, path, what: "a string, number or boolean") else { continue }
                 let value = VariableValue(text)
-                if case .secret(let reference) = value { checkSecretReference(reference, entry.value, path, &r) }
-                else if looksSecret(entry.key), !text.isEmpty {
+                checkSecretReference(text, entry.value, path, &r)
+                if case .plain = value, looksSecret(entry.key), !text.isEmpty, !text.hasPrefix("env:"), !text.hasPrefix("file:") {
                     r.warning(entry.value, path, "\"\(entry.key)\" looks like a secret written into the fleet: reference it instead with env:NAME or file:PATH")
                 }
                 variables[entry.key] = value
@@ -156,14 +156,14 @@ enum RegionReader {
         return zip(words, words.dropFirst()).contains { ["api", "private", "access", "secret"].contains($0) && $1 == "key" }
     }
 
-    static func checkSecretReference(_ reference: SecretReference, _ node: Node, _ path: String, _ r: inout NodeReader) {
-        switch reference {
-        case .environment(let name):
-            if name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) || name.first?.isNumber == true {
-                r.error(node, path, "expected env:NAME with an environment variable name of letters, digits and '_', got \"env:\(name)\"")
-            }
-        case .file(let file):
-            if file.isEmpty { r.error(node, path, "expected file:PATH naming the file that holds the secret, got \"file:\"") }
+    /// A value that starts like a secret reference but is not a valid one is an error,
+    /// so a typo cannot turn a secret's location into plain text on a host.
+    static func checkSecretReference(_ text: String, _ node: Node, _ path: String, _ r: inout NodeReader) {
+        guard text.hasPrefix("env:") || text.hasPrefix("file:"), SecretReference(parsing: text) == nil else { return }
+        if text.hasPrefix("env:") {
+            r.error(node, path, "expected env:NAME with an environment variable name of letters, digits and '_', got \"\(text)\"")
+        } else {
+            r.error(node, path, "expected file:PATH naming the file that holds the secret, got \"\(text)\"")
         }
     }
 }

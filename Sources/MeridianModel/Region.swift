@@ -99,34 +99,13 @@ public enum VariableValue: Sendable, Equatable, CustomStringConvertible {
     case secret(SecretReference)
 
     public init(_ text: String) {
-        self = SecretReference(text).map(VariableValue.secret) ?? .plain(text)
+        self = SecretReference(parsing: text).map(VariableValue.secret) ?? .plain(text)
     }
 
     public var description: String {
         switch self {
         case .plain(let value): return value
         case .secret(let reference): return reference.description
-        }
-    }
-}
-
-/// Where a secret's value is read from at apply time.
-public enum SecretReference: Sendable, Hashable, CustomStringConvertible {
-    /// An environment variable of the meridian process.
-    case environment(String)
-    /// A file on the control plane, relative to the fleet root unless absolute.
-    case file(String)
-
-    public init?(_ text: String) {
-        if text.hasPrefix("env:") { self = .environment(String(text.dropFirst(4))) }
-        else if text.hasPrefix("file:") { self = .file(String(text.dropFirst(5))) }
-        else { return nil }
-    }
-
-    public var description: String {
-        switch self {
-        case .environment(let name): return "env:\(name)"
-        case .file(let path): return "file:\(path)"
         }
     }
 }

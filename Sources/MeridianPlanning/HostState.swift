@@ -1,4 +1,5 @@
 import Foundation
+import MeridianModel
 import MeridianBasics
 
 /// One of the two side-by-side installs of a component on a host.

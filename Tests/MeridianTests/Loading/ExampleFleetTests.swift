@@ -35,7 +35,7 @@ import Testing
     @Test func secretsAreReferencesNotValues() throws {
         let fleet = try #require(loaded.fleet)
         let eu = try #require(fleet.region(named: "eu-west"))
-        #expect(eu.variables["api_token"] == .secret(.environment("MERIDIAN_EU_WEST_TOKEN")))
+        #expect(eu.variables["api_token"] == .secret(SecretReference(source: .environment, name: "MERIDIAN_EU_WEST_TOKEN")))
     }
 
     @Test func versionsComeFromPlatformUnlessPinned() throws {

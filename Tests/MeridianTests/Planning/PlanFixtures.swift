@@ -1,4 +1,5 @@
 import Foundation
+import MeridianModel
 import MeridianBasics
 @testable import MeridianPlanning
 

@@ -1,4 +1,5 @@
 import Foundation
+import MeridianModel
 import Testing
 @testable import MeridianPlanning
 
