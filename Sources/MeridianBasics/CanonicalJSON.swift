@@ -34,23 +34,25 @@ public enum CanonicalJSON: Sendable, Hashable {
     case object([String: CanonicalJSON])
 
     /// The canonical serialization.
-    public var canonicalText: String {
-        var out = ""
-        write(to: &out, indent: nil, depth: 0)
-        return out
-    }
+    public var canonicalText: String { String(decoding: canonicalBytes, as: UTF8.self) }
 
     /// The canonical serialization as UTF-8 bytes: what a hash is taken of.
-    public var canonicalData: Data { Data(canonicalText.utf8) }
+    public var canonicalData: Data { Data(canonicalBytes) }
 
     /// SHA-256 of the canonical bytes, in lowercase hex.
     public var canonicalHash: String { SHA256.hex(canonicalData) }
 
     /// The indented serialization for display, without a trailing newline.
     public var prettyText: String {
-        var out = ""
-        write(to: &out, indent: "  ", depth: 0)
-        return out
+        var writer = Writer(indent: Array("  ".utf8))
+        writer.write(self, depth: 0)
+        return String(decoding: writer.out, as: UTF8.self)
+    }
+
+    var canonicalBytes: [UInt8] {
+        var writer = Writer(indent: nil)
+        writer.write(self, depth: 0)
+        return writer.out
     }
 
     /// Object keys in canonical order: by their UTF-8 bytes, which is also
@@ -59,47 +61,87 @@ public enum CanonicalJSON: Sendable, Hashable {
         object.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
     }
 
-    private func write(to out: inout String, indent: String?, depth: Int) {
-        switch self {
-        case .null:
-            out += "null"
-        case .bool(let value):
-            out += value ? "true" : "false"
-        case .integer(let value):
-            out += String(value)
-        case .number(let value):
-            out += CanonicalJSON.numberText(value)
-        case .string(let value):
-            CanonicalJSON.writeString(value, to: &out)
-        case .array(let items):
-            if items.isEmpty { out += "[]"; return }
-            out += "["
-            for (index, item) in items.enumerated() {
-                if index > 0 { out += "," }
-                CanonicalJSON.newline(&out, indent: indent, depth: depth + 1)
-                item.write(to: &out, indent: indent, depth: depth + 1)
-            }
-            CanonicalJSON.newline(&out, indent: indent, depth: depth)
-            out += "]"
-        case .object(let members):
-            if members.isEmpty { out += "{}"; return }
-            out += "{"
-            for (index, key) in CanonicalJSON.sortedKeys(members).enumerated() {
-                if index > 0 { out += "," }
-                CanonicalJSON.newline(&out, indent: indent, depth: depth + 1)
-                CanonicalJSON.writeString(key, to: &out)
-                out += indent == nil ? ":" : ": "
-                members[key]!.write(to: &out, indent: indent, depth: depth + 1)
-            }
-            CanonicalJSON.newline(&out, indent: indent, depth: depth)
-            out += "}"
-        }
-    }
+    /// Serializes into a byte buffer; bundles hold the whole routing table,
+    /// so this runs over megabytes when a fleet has hundreds of regions.
+    struct Writer {
+        /// Nil writes the canonical form; otherwise the pretty form with this indentation unit.
+        let indent: [UInt8]?
+        var out: [UInt8] = []
 
-    private static func newline(_ out: inout String, indent: String?, depth: Int) {
-        guard let indent else { return }
-        out += "\n"
-        out += String(repeating: indent, count: depth)
+        init(indent: [UInt8]?) {
+            self.indent = indent
+            out.reserveCapacity(4096)
+        }
+
+        mutating func write(_ value: CanonicalJSON, depth: Int) {
+            switch value {
+            case .null:
+                out.append(contentsOf: "null".utf8)
+            case .bool(let value):
+                out.append(contentsOf: (value ? "true" : "false").utf8)
+            case .integer(let value):
+                out.append(contentsOf: String(value).utf8)
+            case .number(let value):
+                out.append(contentsOf: CanonicalJSON.numberText(value).utf8)
+            case .string(let value):
+                writeString(value)
+            case .array(let items):
+                if items.isEmpty { out.append(contentsOf: "[]".utf8); return }
+                out.append(UInt8(ascii: "["))
+                for (index, item) in items.enumerated() {
+                    if index > 0 { out.append(UInt8(ascii: ",")) }
+                    newline(depth + 1)
+                    write(item, depth: depth + 1)
+                }
+                newline(depth)
+                out.append(UInt8(ascii: "]"))
+            case .object(let members):
+                if members.isEmpty { out.append(contentsOf: "{}".utf8); return }
+                out.append(UInt8(ascii: "{"))
+                let sorted = members.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+                for (index, member) in sorted.enumerated() {
+                    if index > 0 { out.append(UInt8(ascii: ",")) }
+                    newline(depth + 1)
+                    writeString(member.key)
+                    out.append(UInt8(ascii: ":"))
+                    if indent != nil { out.append(UInt8(ascii: " ")) }
+                    write(member.value, depth: depth + 1)
+                }
+                newline(depth)
+                out.append(UInt8(ascii: "}"))
+            }
+        }
+
+        private mutating func newline(_ depth: Int) {
+            guard let indent else { return }
+            out.append(UInt8(ascii: "\n"))
+            for _ in 0..<depth { out.append(contentsOf: indent) }
+        }
+
+        /// Only `"`, `\` and bytes below 0x20 are escaped; every other byte,
+        /// including each byte of a multi-byte character, is copied as it is.
+        private mutating func writeString(_ value: String) {
+            out.append(UInt8(ascii: "\""))
+            for byte in value.utf8 {
+                switch byte {
+                case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+                case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+                case 0x08: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "b")])
+                case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+                case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+                case 0x0C: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "f")])
+                case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+                case 0..<0x20:
+                    let digits = Array("0123456789abcdef".utf8)
+                    out.append(contentsOf: "\\u00".utf8)
+                    out.append(digits[Int(byte >> 4)])
+                    out.append(digits[Int(byte & 0xf)])
+                default:
+                    out.append(byte)
+                }
+            }
+            out.append(UInt8(ascii: "\""))
+        }
     }
 
     static func numberText(_ value: Double) -> String {
@@ -112,29 +154,6 @@ public enum CanonicalJSON: Sendable, Hashable {
         // Swift's description is the shortest text that reads back to the same
         // Double; it is valid JSON for finite values.
         return value.description
-    }
-
-    static func writeString(_ value: String, to out: inout String) {
-        out += "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\u{08}": out += "\\b"
-            case "\u{09}": out += "\\t"
-            case "\u{0A}": out += "\\n"
-            case "\u{0C}": out += "\\f"
-            case "\u{0D}": out += "\\r"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        out += "\""
     }
 }
 

@@ -42,6 +42,24 @@ public struct GovernanceBundle: Sendable, Equatable {
     /// residency       {header, missing, refuse_status, routes}
     /// ```
     public static func render(region: Region, fleet: Fleet, routes: RoutingTable) -> GovernanceBundle {
+        render(region: region, fleet: fleet, residency: residencySection(fleet.settings.residency, routes))
+    }
+
+    /// The `residency` member, the same for every region of a fleet: built
+    /// once per fleet, since it holds the whole routing table.
+    static func residencySection(_ settings: ResidencySettings, _ routes: RoutingTable) -> CanonicalJSON {
+        var residency: [String: CanonicalJSON] = [
+            "header": .string(settings.header),
+            "refuse_status": .integer(settings.refuseStatus),
+        ]
+        if case .object(let table) = routes.json {
+            residency["missing"] = table["missing"]
+            residency["routes"] = table["routes"]
+        }
+        return .object(residency)
+    }
+
+    static func render(region: Region, fleet: Fleet, residency: CanonicalJSON) -> GovernanceBundle {
         var policyNames: [String] = []
         for name in region.policies where !policyNames.contains(name) && fleet.policy(named: name) != nil {
             policyNames.append(name)
@@ -65,16 +83,6 @@ public struct GovernanceBundle: Sendable, Equatable {
             if let version = fleet.version(of: component, in: region) { versions[component] = .string(version.description) }
         }
 
-        let settings = fleet.settings.residency
-        var residency: [String: CanonicalJSON] = [
-            "header": .string(settings.header),
-            "refuse_status": .integer(settings.refuseStatus),
-        ]
-        if case .object(let table) = routes.json {
-            residency["missing"] = table["missing"]
-            residency["routes"] = table["routes"]
-        }
-
         let document: CanonicalJSON = [
             "format_version": .integer(formatVersion),
             "fleet": .string(fleet.settings.name),
@@ -82,7 +90,7 @@ public struct GovernanceBundle: Sendable, Equatable {
             "versions": .object(versions),
             "policies": .array(policyNames.map { .string($0) }),
             "rules": .array(rules),
-            "residency": .object(residency),
+            "residency": residency,
         ]
         return GovernanceBundle(region: region.name, document: document)
     }
@@ -91,7 +99,8 @@ public struct GovernanceBundle: Sendable, Equatable {
     /// table and the diagnostics of compiling it.
     public static func renderAll(_ fleet: Fleet) -> ([GovernanceBundle], Diagnostics) {
         let (routes, diagnostics) = ResidencyCompiler.compile(fleet)
-        return (fleet.regions.map { render(region: $0, fleet: fleet, routes: routes) }, diagnostics)
+        let residency = residencySection(fleet.settings.residency, routes)
+        return (fleet.regions.map { render(region: $0, fleet: fleet, residency: residency) }, diagnostics)
     }
 
     /// A rule's parameters under the names policy files write them with.
