@@ -6,9 +6,6 @@ import MeridianModel
 /// fleet into one fleet-wide routing table. Pure: the same fleet gives the
 /// same table and the same diagnostics, whatever order its files were read in.
 public enum ResidencyCompiler {
-    /// The file the fleet-wide settings live in, relative to the fleet root.
-    static let settingsFile = "meridian.yaml"
-
     /// The routing table and every problem found while building it.
     ///
     /// A data jurisdiction's own regions come first only when its rule lists
@@ -56,7 +53,7 @@ public enum ResidencyCompiler {
             assumed = jurisdiction
             if !covered.contains(jurisdiction) {
                 diagnostics.warning(
-                    fleet.location(settingsFile, "residency.missing"), "residency.missing",
+                    fleet.location(GovernanceEvaluator.settingsFile, "residency.missing"), "residency.missing",
                     "requests without a residency header are treated as \(jurisdiction) data, but no residency rule covers \(jurisdiction), so they are all refused; add a rule with data: \(jurisdiction) or assume a covered jurisdiction")
             }
         }

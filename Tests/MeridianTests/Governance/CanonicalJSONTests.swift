@@ -70,3 +70,45 @@ import Testing
         #expect(CanonicalJSON.number(2).canonicalHash == CanonicalJSON.integer(2).canonicalHash)
     }
 }
+
+@Suite struct CanonicalJSONPropertyTests {
+    /// Characters that stress escaping: controls, quotes, backslashes, slashes,
+    /// DEL, separators, multi-byte and astral characters, combining marks.
+    static let alphabet: [Character] = ["a", "Z", "0", " ", "\"", "\\", "/", "\u{00}", "\u{01}", "\u{08}", "\t", "\n", "\u{0B}", "\u{0C}", "\r",
+                                        "\u{1F}", "\u{7F}", "é", "\u{2028}", "✓", "😀", "e\u{301}", "_", "{", "]"]
+
+    static func randomString(_ random: inout SplitMix64) -> String {
+        String((0..<Int.random(in: 0...12, using: &random)).map { _ in alphabet.randomElement(using: &random)! })
+    }
+
+    @Test func stringsAndKeysReadBackExactlyAndKeysComeInByteOrder() throws {
+        let seed: UInt64 = 0x6A73_6F6E
+        var random = SplitMix64(seed: seed)
+        for round in 0..<300 {
+            var members: [String: CanonicalJSON] = [:]
+            for _ in 0..<Int.random(in: 0...6, using: &random) {
+                members[Self.randomString(&random)] = .string(Self.randomString(&random))
+            }
+            let value = CanonicalJSON.object(members)
+            let text = value.canonicalText
+            let parsed = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed]) as? [String: String]
+            let expected = members.mapValues { member -> String in
+                guard case .string(let string) = member else { return "" }
+                return string
+            }
+            #expect(parsed == expected, "seed \(seed) round \(round): \(text)")
+            #expect(!text.contains("\n") && !text.contains("\r") && !text.contains("\t"), "seed \(seed) round \(round)")
+            // Member order: the serialization of the sorted keys, one after the other.
+            let keys = CanonicalJSON.sortedKeys(members)
+            #expect(zip(keys, keys.dropFirst()).allSatisfy { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }, "seed \(seed) round \(round)")
+            var cursor = text.startIndex
+            for key in keys {
+                let written = CanonicalJSON.string(key).canonicalText + ":"
+                let found = text.range(of: written, range: cursor..<text.endIndex)
+                #expect(found != nil, "seed \(seed) round \(round): \(key) out of order in \(text)")
+                if let found { cursor = found.upperBound }
+            }
+            #expect(value.prettyText.count >= text.count, "seed \(seed) round \(round)")
+        }
+    }
+}
