@@ -136,34 +136,36 @@ struct RuleCheck {
         let versions: [(region: Region, version: Version)] = GovernanceEvaluator.running(component, in: regions).compactMap { region in
             fleet.version(of: component, in: region).map { (region, $0) }
         }
-        // Ties go to the first region by name, so the report does not depend on input order.
-        func before(_ a: (region: Region, version: Version), _ b: (region: Region, version: Version)) -> Bool {
+        // Among equal versions the first region by name is named, so the
+        // report does not depend on input order.
+        func lower(_ a: (region: Region, version: Version), _ b: (region: Region, version: Version)) -> Bool {
             if !a.version.samePrecedence(as: b.version) { return a.version < b.version }
             return a.region.name.utf8.lexicographicallyPrecedes(b.region.name.utf8)
         }
-        guard let lowest = versions.min(by: before),
-              let highest = versions.max(by: { a, b in
-                  if !a.version.samePrecedence(as: b.version) { return a.version < b.version }
-                  return b.region.name.utf8.lexicographicallyPrecedes(a.region.name.utf8)
-              }) else { return }
+        func higher(_ a: (region: Region, version: Version), _ b: (region: Region, version: Version)) -> Bool {
+            if !a.version.samePrecedence(as: b.version) { return b.version < a.version }
+            return a.region.name.utf8.lexicographicallyPrecedes(b.region.name.utf8)
+        }
+        guard let lowest = versions.min(by: lower), let highest = versions.min(by: higher) else { return }
         let high = highest.version, low = lowest.version
+        // Nil: the versions differ above `level`, which exceeds any skew counted at it.
         let distance: Int?
         switch level {
         case .major: distance = high.major - low.major
         case .minor: distance = high.major == low.major ? high.minor - low.minor : nil
         case .patch: distance = (high.major, high.minor) == (low.major, low.minor) ? high.patch - low.patch : nil
         }
-        let unit = max == 1 ? "\(level.rawValue) version" : "\(level.rawValue) versions"
+        func counted(_ count: Int) -> String { "\(count) \(level.rawValue) version\(count == 1 ? "" : "s")" }
         let observed = "\(component) runs \(high) in region \(highest.region.name) and \(low) in region \(lowest.region.name)"
         let message: String
         switch distance {
         case let apart? where apart > max:
-            message = "\(observed), \(apart) \(apart == 1 ? "\(level.rawValue) version" : "\(level.rawValue) versions") apart, more than the \(max) allowed; bring the versions closer or change the rule"
+            message = "\(observed), \(counted(apart)) apart, more than the \(max) allowed; bring the versions closer or change the rule"
         case .some:
             return
         case nil:
             let differing = level == .minor ? "major version" : "major or minor version"
-            message = "\(observed), which differ in their \(differing), while at most \(max) \(unit) of skew is allowed; bring the versions closer or change the rule"
+            message = "\(observed), which differ in their \(differing), while at most \(counted(max)) of skew is allowed; bring the versions closer or change the rule"
         }
         // The offending value is a pin: the platform version is the same everywhere.
         let highPlace = versionPlace(component, highest.region)

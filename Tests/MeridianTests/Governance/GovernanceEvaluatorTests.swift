@@ -191,6 +191,19 @@ import Testing
         ])
     }
 
+    @Test func patchSkewAcrossMinorVersionsNamesTheFirstRegionAmongEquals() {
+        let rule = FleetFixture.rule("patch-skew", .maxVersionSkew(component: "inference", level: .patch, max: 3), line: 18)
+        let fleet = fleet([rule], [
+            FleetFixture.region("us-west", "US", policies: ["baseline"], versions: ["inference": "2.2.0"]),
+            FleetFixture.region("us-east", "US", policies: ["baseline"], versions: ["inference": "2.2.0"]),
+            FleetFixture.region("eu-west", "EU", policies: ["baseline"], versions: ["inference": "2.1.9"]),
+            FleetFixture.region("eu-north", "EU", policies: ["baseline"], versions: ["inference": "2.1.9"]),
+        ])
+        #expect(messages(fleet) == [
+            "regions/us-east.yaml: versions.inference: violates rule \"patch-skew\" (policies/baseline.yaml:18:5): inference runs 2.2.0 in region us-east and 2.1.9 in region eu-north, which differ in their major or minor version, while at most 3 patch versions of skew is allowed; bring the versions closer or change the rule",
+        ])
+    }
+
     // MARK: freeze-window
 
     static let freeze = FleetFixture.rule(
