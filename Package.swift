@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(
             name: "MeridianTests",
             dependencies: ["MeridianBasics", "MeridianModel", "MeridianLoading", "MeridianPlanning"],
-            exclude: ["Fixtures", "Golden"]
+            exclude: ["Golden"]
         ),
         .testTarget(
             name: "MeridianSSHTests",

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import MeridianBasics
 
 /// The text and JSON that `meridian validate` shows users, compared with
 /// committed golden files: a change to them is a reviewed change.
@@ -7,6 +8,7 @@ import Testing
     static let cases: [(fixture: String, golden: String)] = [
         (".", "example"),
         ("Tests/Fixtures/fleets/broken", "broken"),
+        ("Tests/Fixtures/fleets/governance", "governance"),
     ]
 
     @Test(arguments: cases.map(\.fixture), [OutputFormat.text, .json])
@@ -27,6 +29,30 @@ import Testing
         let run = try CLI.run(["validate"], environment: ["MERIDIAN_FLEET": "Tests/Fixtures/fleets/broken"])
         #expect(run.status == 65)
         #expect(run.stderr.contains("meridian.yaml:6:5: defaults.ssh.prot: unknown key \"prot\"; did you mean \"port\"?"))
+    }
+
+    @Test func routesAndBundleMatchGolden() throws {
+        try CLI.expectGolden(try CLI.run(["routes"]), "routes/example.text")
+        try CLI.expectGolden(try CLI.run(["routes", "--format", "json", "--jurisdiction", "UK"]), "routes/uk.json")
+        try CLI.expectGolden(try CLI.run(["bundle", "uk-south"]), "bundle/uk-south.text")
+    }
+
+    @Test func bundleJSONIsExactlyTheHashedBytes() throws {
+        let text = try CLI.run(["bundle", "eu-west"])
+        let json = try CLI.run(["bundle", "eu-west", "--format", "json"])
+        let hash = text.stdout.split(separator: "\n").last.map { String($0.dropFirst("sha256:".count)) }
+        #expect(hash == SHA256.hex(Data(json.stdout.utf8).dropLast()))
+    }
+
+    @Test func unknownNamesAreExplained() throws {
+        let bundle = try CLI.run(["bundle", "eu-wset"])
+        #expect(bundle.status == 1)
+        #expect(bundle.stderr == "error: no region \"eu-wset\" in the fleet; did you mean \"eu-west\"?\n")
+        let routes = try CLI.run(["routes", "--jurisdiction", "CH"])
+        #expect(routes.status == 1)
+        #expect(routes.stderr.hasPrefix("error: no residency rule covers data of jurisdiction CH"))
+        #expect(try CLI.run(["routes", "--jurisdiction", "eu"]).status == 64)
+        #expect(try CLI.run(["routes", "--fleet", "Tests/Fixtures/fleets/governance"]).status == 65)
     }
 
     enum OutputFormat: String, CaseIterable, Sendable, CustomTestStringConvertible {
