@@ -66,6 +66,3 @@ public struct InMemoryFleetFileSystem: FleetFileSystem {
         return files.keys.contains { $0.hasPrefix(prefix) }
     }
 }
-
-/// Foundation also declares a `Host`; in this module the word means a fleet host.
-typealias Host = MeridianModel.Host

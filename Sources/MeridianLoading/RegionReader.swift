@@ -25,7 +25,7 @@ enum RegionReader {
         }
         var priority = 100
         if let n = top["priority"], let v = r.integer(n, "priority", in: 0...10_000) { priority = v }
-        var hosts: [Host] = []
+        var hosts: [FleetHost] = []
         if let n = top["hosts"], let items = r.sequence(n, "hosts", what: "a list of hosts") {
             if items.isEmpty { r.error(n, "hosts", "a region needs at least one host") }
             for (i, item) in items.enumerated() {
@@ -69,7 +69,7 @@ enum RegionReader {
         return (region, jurisdiction != nil)
     }
 
-    static func readHost(_ node: Node, _ path: String, _ r: inout NodeReader) -> Host? {
+    static func readHost(_ node: Node, _ path: String, _ r: inout NodeReader) -> FleetHost? {
         let keys = ["name", "address", "port", "user", "host_key", "roles", "root"]
         guard let map = r.mapping(node, path, known: keys, required: ["name", "address", "roles"], what: "a host: a mapping with name, address and roles") else { return nil }
         let name = map["name"].flatMap { r.name($0, NodeReader.join(path, "name"), what: "a host name") }
@@ -78,7 +78,7 @@ enum RegionReader {
             if HostAddress.isValid(v) { address = v }
             else { r.error(n, NodeReader.join(path, "address"), "expected an IPv4 or IPv6 address or a DNS name, got \"\(v)\"") }
         }
-        var host = Host(name: name ?? "", address: address ?? "", roles: [])
+        var host = FleetHost(name: name ?? "", address: address ?? "", roles: [])
         if let n = map["port"] { host.port = r.integer(n, NodeReader.join(path, "port"), in: 1...65535) }
         if let n = map["user"] { host.user = r.nonEmptyString(n, NodeReader.join(path, "user")) }
         if let n = map["host_key"], let keys = r.stringOrList(n, NodeReader.join(path, "host_key")) {

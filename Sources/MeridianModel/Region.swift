@@ -8,7 +8,7 @@ public struct Region: Sendable, Equatable {
     public var gatewayPort: Int
     /// Order among regions of one jurisdiction in the routing table; lower first.
     public var priority: Int
-    public var hosts: [Host]
+    public var hosts: [FleetHost]
     /// Values templates can use; a value `env:NAME` or `file:PATH` is a secret reference.
     public var variables: [String: VariableValue]
     public var configFiles: [ConfigFile]
@@ -17,7 +17,7 @@ public struct Region: Sendable, Equatable {
     /// Version pins that override the fleet's platform versions.
     public var versions: [String: Version]
 
-    public init(name: String, file: String, jurisdiction: Jurisdiction, gatewayPort: Int, priority: Int = 100, hosts: [Host], variables: [String: VariableValue] = [:], configFiles: [ConfigFile] = [], policies: [String] = [], versions: [String: Version] = [:]) {
+    public init(name: String, file: String, jurisdiction: Jurisdiction, gatewayPort: Int, priority: Int = 100, hosts: [FleetHost], variables: [String: VariableValue] = [:], configFiles: [ConfigFile] = [], policies: [String] = [], versions: [String: Version] = [:]) {
         self.name = name
         self.file = file
         self.jurisdiction = jurisdiction
@@ -31,16 +31,17 @@ public struct Region: Sendable, Equatable {
     }
 
     /// The hosts with the gateway role.
-    public var gateways: [Host] { hosts.filter { $0.roles.contains(.gateway) } }
+    public var gateways: [FleetHost] { hosts.filter { $0.roles.contains(.gateway) } }
 
     /// The hosts that run `component`.
-    public func hosts(running component: String) -> [Host] {
+    public func hosts(running component: String) -> [FleetHost] {
         hosts.filter { $0.roles.contains(.component(component)) }
     }
 }
 
-/// A machine reached over SSH. Unset connection fields fall back to the fleet defaults.
-public struct Host: Sendable, Equatable {
+/// A machine of a region, reached over SSH. Unset connection fields fall back
+/// to the fleet defaults. (Named FleetHost because Foundation declares `Host`.)
+public struct FleetHost: Sendable, Equatable {
     public var name: String
     public var address: String
     public var port: Int?

@@ -32,8 +32,8 @@ struct FleetFixture {
         Region(
             name: name, file: "regions/\(name).yaml", jurisdiction: Jurisdiction(jurisdiction)!, gatewayPort: 8443, priority: priority,
             hosts: [
-                Host(name: "\(name)-gw", address: "127.0.0.1", roles: [.gateway]),
-                Host(name: "\(name)-app", address: "127.0.0.1", roles: runs.map { .component($0) }),
+                FleetHost(name: "\(name)-gw", address: "127.0.0.1", roles: [.gateway]),
+                FleetHost(name: "\(name)-app", address: "127.0.0.1", roles: runs.map { .component($0) }),
             ],
             variables: variables.mapValues(VariableValue.init), policies: policies,
             versions: versions.mapValues { Version($0)! })
