@@ -62,6 +62,7 @@ extension SSHSession {
         onOutput: (@Sendable (OutputChunk) -> Void)? = nil
     ) throws -> CommandResult {
         let session = try requireUsable()
+        reapLingeringChannels()
         guard command.isTransmittable else {
             throw SSHError(.commandRejected(command: command.line, reason: "it contains a NUL byte, which no remote shell can receive"), at: place)
         }
@@ -170,16 +171,23 @@ extension SSHSession {
         _ = try? retry(until: ContinuousClock.now + .seconds(1)) { libssh2_channel_free(channel) }
     }
 
-    /// After a timeout or failure the channel's state is unknown: close it
-    /// within a short grace, and when even that fails the whole session is
-    /// no longer trustworthy.
+    /// After a timeout or failure the channel's state is unknown. Ask the
+    /// server to close it; if the server does not confirm within a short grace
+    /// (sshd keeps an exec channel open until its process exits), keep it aside
+    /// and free it later, so the session stays usable for the next steps.
     func abandon(_ channel: OpaquePointer) {
-        let grace = ContinuousClock.now + .seconds(1)
+        let grace = ContinuousClock.now + .milliseconds(500)
         do {
-            _ = try retry(until: grace) { libssh2_channel_close(channel) }
+            let closed = try retry(until: grace) { libssh2_channel_close(channel) }
+            if LibSSH2.isSocketFailure(closed) { return }
             _ = try retry(until: grace) { libssh2_channel_free(channel) }
         } catch {
-            markBroken("a channel could not be closed after a failed request")
+            lingeringChannels.append(channel)
         }
+    }
+
+    /// Frees abandoned channels whose close the server has confirmed since.
+    func reapLingeringChannels() {
+        lingeringChannels.removeAll { libssh2_channel_free($0) != LibSSH2.eagain }
     }
 }

@@ -19,6 +19,8 @@ public final class SSHSession: @unchecked Sendable {
     var sftpHandle: OpaquePointer?
     private var brokenReason: String?
     private var keepaliveTimer: DispatchSourceTimer?
+    /// Channels given up after a timeout whose close the server has not confirmed yet.
+    var lingeringChannels: [OpaquePointer] = []
 
     private init(endpoint: SSHEndpoint) {
         self.endpoint = endpoint
