@@ -30,15 +30,23 @@ public struct HostCapabilities: Sendable, Equatable {
     public var sha256sum: Bool
     public var nginx: Bool
 
+    public init(sh: Bool, tar: Bool, sha256sum: Bool, nginx: Bool) {
+        self.sh = sh
+        self.tar = tar
+        self.sha256sum = sha256sum
+        self.nginx = nginx
+    }
+
     /// Whether the host has what meridian needs: sh, tar and sha256sum, and
     /// nginx when it is a gateway.
     public func isSufficient(gateway: Bool) -> Bool { sh && tar && sha256sum && (!gateway || nginx) }
 
     /// One round trip: a fixed script that reports each program.
-    static let probe = RemoteCommand(fixedScript:
+    public static let probe = RemoteCommand(fixedScript:
         "for p in sh tar sha256sum nginx; do if command -v \"$p\" >/dev/null 2>&1; then echo \"$p yes\"; else echo \"$p no\"; fi; done")
 
-    static func parse(_ output: String) -> HostCapabilities {
+    /// Reads the probe's output (`NAME yes|no` per line).
+    public static func parse(_ output: String) -> HostCapabilities {
         var found: Set<String> = []
         for line in output.split(separator: "\n") {
             let fields = line.split(separator: " ")

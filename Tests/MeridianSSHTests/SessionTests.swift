@@ -80,7 +80,7 @@ import Testing
         let session = try await SSHSession.open(endpoint(cluster, host))
         let marker = host.root + "/started"
         let running = Task { await sshError { _ = try await session.run(RemoteCommand(fixedScript: "touch \(RemoteCommand.quote(marker)) && sleep 20")) } }
-        #expect(eventually { FileManager.default.fileExists(atPath: marker) })
+        #expect(await eventually { FileManager.default.fileExists(atPath: marker) })
         cluster.dropConnections(host)
         let error = await running.value
         #expect(error?.kindName == "connectionDropped")
@@ -99,8 +99,10 @@ import Testing
             var target = endpoint(cluster, host, policy: HostKeyPolicy(pinnedKeys: [key.fingerprint]))
             target.address = address
             let session = try await SSHSession.open(target)
-            let result = try await session.run(RemoteCommand(fixedScript: "echo ${SSH_CONNECTION%% *}"))
-            #expect(!result.stdoutText.isEmpty)
+            // SSH_CONNECTION is "client port server port": the server side shows which address was reached.
+            let result = try await session.run(RemoteCommand(fixedScript: "set -- $SSH_CONNECTION; echo $3"))
+            let reached = result.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(address == "localhost" ? ["127.0.0.1", "::1"].contains(reached) : reached == address)
             await session.close()
         }
         var unknownName = endpoint(cluster, host)
