@@ -13,13 +13,17 @@ public struct HostOutcome<Value: Sendable>: Sendable {
 /// host's own timeouts, because each session blocks only its own queue.
 public enum SSHFanOut {
     public static let defaultParallelism = 32
+    /// Each session in flight can hold one dispatch worker thread while it
+    /// waits on its socket; libdispatch caps those at 255 per process, so the
+    /// width is capped well below that.
+    public static let maximumParallelism = 128
 
     public static func run<Value: Sendable>(
         _ endpoints: [SSHEndpoint],
         parallelism: Int = defaultParallelism,
         _ body: @escaping @Sendable (SSHSession) async throws -> Value
     ) async -> [HostOutcome<Value>] {
-        let width = max(1, parallelism)
+        let width = min(max(1, parallelism), maximumParallelism)
         return await withTaskGroup(of: (Int, HostOutcome<Value>).self) { group in
             var outcomes = [HostOutcome<Value>?](repeating: nil, count: endpoints.count)
             var next = 0

@@ -183,6 +183,25 @@ public final class TestHostCluster: @unchecked Sendable {
         return stopped
     }
 
+    /// The hosts recorded in a cluster directory's `cluster.json`.
+    public static func hosts(inDirectory directory: String) throws -> [TestHost] {
+        struct Recorded: Codable { var hosts: [TestHost] }
+        let path = directory + "/cluster.json"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw TestHostError("\(path) not found: no test hosts were started with --dir \(directory)")
+        }
+        return try JSONDecoder().decode(Recorded.self, from: data).hosts
+    }
+
+    /// Sends `signal` to a recorded host's sshd and its session processes
+    /// (SIGKILL, SIGSTOP, SIGCONT); returns how many processes got it.
+    @discardableResult
+    public static func send(_ signal: Int32, to host: TestHost) -> Int {
+        let tree = processTree(of: host)
+        for pid in tree { Foundation.kill(pid, signal) }
+        return tree.count
+    }
+
     // MARK: - Processes
 
     private func launch(_ host: TestHost) throws {
