@@ -222,7 +222,11 @@ public final class TestHostCluster: @unchecked Sendable {
             if Self.pid(of: host) != nil, Self.accepts(address: host.address, port: host.port) { return }
             usleep(10_000)
         }
-        throw TestHostError("sshd for \(host.name) at \(host.address):\(host.port) did not start accepting; log: \(Self.tail(host.logFile))")
+        let log = Self.tail(host.logFile)
+        let hint = log.contains("Address already in use")
+            ? " (another process holds the address: perhaps a test host left by a run that crashed; `meridian-testhosts down --dir DIR` stops those of a kept directory)"
+            : ""
+        throw TestHostError("sshd for \(host.name) at \(host.address):\(host.port) did not start accepting; log: \(log)\(hint)")
     }
 
     static func pid(of host: TestHost) -> pid_t? {
