@@ -134,8 +134,28 @@ public final class TestHostCluster: @unchecked Sendable {
     /// SIGKILLs the host's sshd and every session process under it: new
     /// connections are refused and open ones drop.
     public func kill(_ host: TestHost) {
-        for pid in Self.processTree(of: host) { Foundation.kill(pid, SIGKILL) }
+        let tree = Self.processTree(of: host)
+        for pid in tree { Foundation.kill(pid, SIGKILL) }
+        // kill(2) returns before the process is gone; until it is, its
+        // listening socket still accepts into the backlog, and a test would
+        // see a handshake failure instead of a refused connection.
+        Self.waitUntilGone(tree)
         try? FileManager.default.removeItem(atPath: host.pidFile)
+    }
+
+    /// Waits (bounded, about 5 s) until every pid has exited (gone or a zombie).
+    static func waitUntilGone(_ pids: [pid_t]) {
+        for _ in 0..<500 {
+            let alive = pids.contains { pid in
+                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+                // The state follows the parenthesised command name.
+                guard let close = stat.lastIndex(of: ")") else { return false }
+                let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+                return state != "Z" && state != "X"
+            }
+            if !alive { return }
+            usleep(10_000)
+        }
     }
 
     /// SIGSTOPs the host's sshd and its sessions: TCP still connects (the
@@ -178,6 +198,7 @@ public final class TestHostCluster: @unchecked Sendable {
             let tree = processTree(of: host)
             if !tree.isEmpty { stopped += 1 }
             for pid in tree { Foundation.kill(pid, SIGKILL) }
+            waitUntilGone(tree)
             try? FileManager.default.removeItem(atPath: host.pidFile)
         }
         return stopped
