@@ -77,6 +77,9 @@ let package = Package(
         // integration tests, benchmarks and by-hand use.
         .target(name: "MeridianTestHosts", dependencies: ["MeridianBasics"]),
 
+        // Starts and stops test hosts by hand: `meridian-testhosts up --count N --dir D`.
+        .executableTarget(name: "meridian-testhosts", dependencies: ["MeridianTestHosts"]),
+
         // Benchmarks that time meridian against a baseline measured in the same run.
         .executableTarget(
             name: "meridian-bench",

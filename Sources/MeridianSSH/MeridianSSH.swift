@@ -1,1 +1,0 @@
-// MeridianSSH: see the target's comment in Package.swift for its purpose.

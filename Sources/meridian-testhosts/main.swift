@@ -1,0 +1,77 @@
+// Real sshd test hosts on loopback, by hand: for trying meridian against a
+// throw-away fleet and for scripts. See docs/ssh.md.
+import Foundation
+import MeridianTestHosts
+
+let usage = """
+    usage: meridian-testhosts up --count N --dir DIR [--prefix 127.0.50] [--port 22]
+           meridian-testhosts down --dir DIR
+           meridian-testhosts kill|pause|resume --dir DIR HOST
+      up     starts N sshd processes on PREFIX.1…PREFIX.N (loopback only), each with
+             its own host key, root folder, home and log under DIR, and prints them
+      down   stops every host started with --dir DIR
+      kill   SIGKILLs one host (refuses connections), pause SIGSTOPs it (connections
+             hang), resume continues it
+    """
+
+func fail(_ message: String, code: Int32 = 1) -> Never {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+    exit(code)
+}
+
+var arguments = Array(CommandLine.arguments.dropFirst())
+guard let verb = arguments.first else { fail(usage, code: 64) }
+arguments.removeFirst()
+var values: [String: String] = [:]
+var positional: [String] = []
+while !arguments.isEmpty {
+    let word = arguments.removeFirst()
+    if word.hasPrefix("--") {
+        guard !arguments.isEmpty else { fail("\(word) needs a value\n\(usage)", code: 64) }
+        values[word] = arguments.removeFirst()
+    } else {
+        positional.append(word)
+    }
+}
+guard let directory = values["--dir"] else { fail("--dir is required\n\(usage)", code: 64) }
+let absolute = URL(fileURLWithPath: directory).standardizedFileURL.path
+
+do {
+    switch verb {
+    case "up":
+        guard let count = Int(values["--count"] ?? ""), count >= 1 else { fail("--count N is required\n\(usage)", code: 64) }
+        let cluster = try TestHostCluster(
+            count: count, addressPrefix: values["--prefix"] ?? "127.0.50", port: Int(values["--port"] ?? "22") ?? 22, directory: absolute)
+        cluster.detach()
+        print("identity file: \(cluster.identityFile)")
+        print("known_hosts:   \(cluster.knownHostsFile)")
+        print("user:          \(cluster.user)")
+        for host in cluster.hosts {
+            print("")
+            print("\(host.name)  \(host.address):\(host.port)")
+            print("  root:     \(host.root)")
+            print("  host key: \(host.hostKeyLine)")
+            print("  log:      \(host.logFile)")
+        }
+        if let first = cluster.hosts.first {
+            print("")
+            print("try: ssh -i \(cluster.identityFile) -o UserKnownHostsFile=\(cluster.knownHostsFile) -p \(first.port) \(cluster.user)@\(first.address) true")
+        }
+    case "down":
+        let stopped = try TestHostCluster.stopAll(inDirectory: absolute)
+        print("stopped \(stopped) host(s) of \(absolute)")
+    case "kill", "pause", "resume":
+        guard let name = positional.first else { fail("\(verb) needs a HOST name\n\(usage)", code: 64) }
+        guard let host = try TestHostCluster.hosts(inDirectory: absolute).first(where: { $0.name == name }) else {
+            fail("no host \(name) in \(absolute)/cluster.json")
+        }
+        let signal: Int32 = verb == "kill" ? SIGKILL : verb == "pause" ? SIGSTOP : SIGCONT
+        let reached = TestHostCluster.send(signal, to: host)
+        if verb == "kill" { try? FileManager.default.removeItem(atPath: host.pidFile) }
+        print("\(verb): \(host.name) at \(host.address):\(host.port) (\(reached) process(es))")
+    default:
+        fail(usage, code: 64)
+    }
+} catch {
+    fail("meridian-testhosts: \(error)")
+}

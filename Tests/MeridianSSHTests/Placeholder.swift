@@ -1,1 +1,0 @@
-// Integration tests of the SSH transport against real sshd test hosts.
