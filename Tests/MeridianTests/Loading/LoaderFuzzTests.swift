@@ -3,19 +3,6 @@ import Testing
 @testable import MeridianLoading
 @testable import MeridianModel
 
-/// SplitMix64: a small seeded generator, so a failing case can be replayed from its seed.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Feeds thousands of mutated copies of the example fleet's files to the
 /// loader: it must never crash or hang, and every problem must come back as
 /// a diagnostic with a file and a line.
@@ -27,7 +14,7 @@ struct SeededRandom: RandomNumberGenerator {
         case deleteLine, duplicateLine, swapLines, reindentLine, truncate, randomBytes, swapType, hugeNumber, deepFlowNesting, deepBlockNesting, aliasBomb, replaceValue
     }
 
-    static func mutate(_ text: String, _ mutation: Mutation, _ rng: inout SeededRandom) -> Data {
+    static func mutate(_ text: String, _ mutation: Mutation, _ rng: inout SplitMix64) -> Data {
         var lines = text.components(separatedBy: "\n")
         let index = lines.isEmpty ? 0 : Int.random(in: 0..<lines.count, using: &rng)
         switch mutation {
@@ -85,7 +72,7 @@ struct SeededRandom: RandomNumberGenerator {
         let perBatch = 400
         for iteration in 0..<perBatch {
             let seed = UInt64(batch * perBatch + iteration)
-            var rng = SeededRandom(seed: seed)
+            var rng = SplitMix64(seed: seed)
             var files = Self.original.mapValues { Data($0.utf8) }
             let mutations = Int.random(in: 1...3, using: &rng)
             var touched: [String] = []
