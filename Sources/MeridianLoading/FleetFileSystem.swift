@@ -10,6 +10,8 @@ public protocol FleetFileSystem: Sendable {
     func list(_ directory: String) -> [String]
     func isFile(_ path: String) -> Bool
     func isDirectory(_ path: String) -> Bool
+    /// How the root is named in messages about the root itself.
+    var rootDescription: String { get }
 }
 
 /// The fleet repository on disk.
@@ -17,6 +19,8 @@ public struct LocalFleetFileSystem: FleetFileSystem {
     public let root: URL
 
     public init(root: URL) { self.root = root.standardizedFileURL }
+
+    public var rootDescription: String { root.path }
 
     private func url(_ path: String) -> URL { path.isEmpty ? root : root.appendingPathComponent(path) }
 
@@ -46,6 +50,8 @@ public struct InMemoryFleetFileSystem: FleetFileSystem {
 
     public init(files: [String: Data]) { self.files = files }
     public init(texts: [String: String]) { self.files = texts.mapValues { Data($0.utf8) } }
+
+    public var rootDescription: String { "(in-memory fleet)" }
 
     public func read(_ path: String) throws -> Data? { files[path] }
 

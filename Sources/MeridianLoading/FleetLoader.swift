@@ -43,6 +43,11 @@ public struct FleetLoader: Sendable {
             }
         }
 
+        if !fileSystem.isDirectory("") {
+            diagnostics.error(SourceLocation(file: fileSystem.rootDescription), "", "no such folder: point --fleet (or MERIDIAN_FLEET) at a fleet repository")
+            return LoadedFleet(fleet: nil, diagnostics: diagnostics)
+        }
+
         // meridian.yaml
         var settings: FleetSettings?
         var settingsNode: Node?
