@@ -112,7 +112,7 @@ public struct ObserveScript: Sendable, Equatable {
         set -u
         umask 077
         PATH=/usr/local/bin:/usr/bin:/bin:$PATH
-        root=\(shellQuote(root))
+        root=\(ShellQuoting.quote(root))
         hx() { od -An -v -tx1 | tr -d ' \\n'; }
         field() { printf 'x'; printf '%s' "$1" | hx; }
         filefield() { printf 'x'; hx < "$1"; }
@@ -137,7 +137,7 @@ public struct ObserveScript: Sendable, Equatable {
         for (index, file) in files.enumerated() {
             let expected = file.expectedSHA256 ?? "-"
             s += """
-            f="$root"/\(shellQuote(file.path))
+            f="$root"/\(ShellQuoting.quote(file.path))
             if [ -L "$f" ] || { [ -e "$f" ] && [ ! -f "$f" ]; }; then echo 'file \(index) other'
             elif [ ! -e "$f" ]; then echo 'file \(index) missing'
             elif [ ! -r "$f" ]; then echo 'file \(index) unreadable'
@@ -199,8 +199,8 @@ public struct ObserveScript: Sendable, Equatable {
         for folder in listedFolders {
             // One od for all names: NUL-separated absolute paths, hex-encoded together.
             s += """
-            if [ -d "$root"/\(shellQuote(folder)) ]; then
-              printf 'listed x'; find "$root"/\(shellQuote(folder)) ! -type d -exec printf '%s\\0' {} + | hx; printf '\\n'
+            if [ -d "$root"/\(ShellQuoting.quote(folder)) ]; then
+              printf 'listed x'; find "$root"/\(ShellQuoting.quote(folder)) ! -type d -exec printf '%s\\0' {} + | hx; printf '\\n'
             fi
 
             """
@@ -227,9 +227,9 @@ public struct ObserveScript: Sendable, Equatable {
         outcome=held
         previous=
         if mkdir -p "$root/state" 2>/dev/null && tmp="$root/state/.lock.$$" && {
-          printf 'holder=%s\\n' \(shellQuote(lock.holder))
-          printf 'run=%s\\n' \(shellQuote(lock.runID))
-          printf 'pid=%s\\n' \(shellQuote(String(lock.pid)))
+          printf 'holder=%s\\n' \(ShellQuoting.quote(lock.holder))
+          printf 'run=%s\\n' \(ShellQuoting.quote(lock.runID))
+          printf 'pid=%s\\n' \(ShellQuoting.quote(String(lock.pid)))
           printf 'started=%s\\n' "$now"
           printf 'expires=%s\\n' "$((now + \(max(0, lock.ttlSeconds))))"
         } > "$tmp" 2>/dev/null; then
@@ -458,12 +458,12 @@ public struct ReleaseLockScript: Sendable, Equatable {
     public var script: String {
         """
         set -u
-        root=\(shellQuote(root))
+        root=\(ShellQuoting.quote(root))
         lockfile="$root/state/lock"
         aside="$root/state/.lock.release.$$"
         if ! mv "$lockfile" "$aside" 2>/dev/null; then echo 'unlock not-held'; exit 0; fi
         run=$(sed -n 's/^run=//p' "$aside" | head -n 1)
-        if [ "$run" = \(shellQuote(runID)) ]; then
+        if [ "$run" = \(ShellQuoting.quote(runID)) ]; then
           rm -f "$aside"
           echo 'unlock released'
         else

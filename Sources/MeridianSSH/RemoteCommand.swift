@@ -1,3 +1,5 @@
+import MeridianBasics
+
 /// A command line for a remote POSIX shell, built only from argv words that
 /// are each single-quoted, so the remote program receives every word exactly
 /// as given. Invariant: `line` is the only text meridian sends to `exec`, and
@@ -39,25 +41,6 @@ public struct RemoteCommand: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { line }
 
-    /// Characters that no POSIX shell treats specially in any position of a
-    /// word, so a word made only of them needs no quotes (keeps logs readable).
-    /// `=` is left out: an unquoted `A=b` in command position is an assignment.
-    private static let plainBytes: Set<UInt8> = Set(
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_@%+:,./-".utf8
-    )
-
-    /// POSIX single-quoting: inside single quotes every byte is literal except
-    /// the single quote itself, which is written as `'\''` (close, escaped quote,
-    /// reopen). An empty word becomes `''` so it is still one argument.
-    public static func quote(_ word: String) -> String {
-        if !word.isEmpty, word.utf8.allSatisfy({ plainBytes.contains($0) }) {
-            return word
-        }
-        var out = "'"
-        for character in word.unicodeScalars {
-            if character == "'" { out += "'\\''" } else { out.unicodeScalars.append(character) }
-        }
-        out += "'"
-        return out
-    }
+    /// POSIX single-quoting of one word (MeridianBasics' `ShellQuoting.quote`).
+    public static func quote(_ word: String) -> String { ShellQuoting.quote(word) }
 }

@@ -266,15 +266,16 @@ struct HostRootFixture {
 
 @Suite struct ShellQuoteTests {
     @Test func quotesExactly() {
-        #expect(shellQuote("plain") == "'plain'")
-        #expect(shellQuote("") == "''")
-        #expect(shellQuote("it's") == #"'it'\''s'"#)
-        #expect(shellCommandLine(["a b", "c"]) == "'a b' 'c'")
+        #expect(ShellQuoting.quote("plain/path-1.0") == "plain/path-1.0")
+        #expect(ShellQuoting.quote("A=b") == "'A=b'")
+        #expect(ShellQuoting.quote("") == "''")
+        #expect(ShellQuoting.quote("it's") == #"'it'\''s'"#)
+        #expect(ShellQuoting.commandLine(["a b", "c"]) == "'a b' c")
     }
 
     @Test func hostileWordsSurviveTheShell() throws {
         let words = ["", "a b", "it's", "$(touch pwned)", "`id`", "new\nline", "\"dq\"", "\\", "*", "-n", "'", "''", "ü ✓"]
-        let output = try runShell("printf '%s\\0' " + shellCommandLine(words))
+        let output = try runShell("printf '%s\\0' " + ShellQuoting.commandLine(words))
         let parsed = output.split(separator: 0, omittingEmptySubsequences: false).dropLast().map { String(decoding: $0, as: UTF8.self) }
         #expect(parsed == words)
     }
