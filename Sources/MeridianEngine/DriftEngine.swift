@@ -67,7 +67,12 @@ public struct DriftEngine: Sendable {
             return try await examine(targets: targets, regionNames: regionNames, run: record.id, started: started, begin: begin, clock: clock)
         } catch {
             if Task.isCancelled || error is CancellationError {
-                _ = try? await store.finishRun(record.id, outcome: .interrupted, exitCode: 1, summary: "stopped by a signal before it finished")
+                // The store refuses work from a cancelled task, so the ending is
+                // written from a task that is not cancelled.
+                let store = self.store
+                _ = try? await Task.detached {
+                    try await store.finishRun(record.id, outcome: .interrupted, exitCode: 1, summary: "stopped by a signal before it finished")
+                }.value
                 throw DriftInterrupted(run: record.id)
             }
             _ = try? await store.finishRun(record.id, outcome: .failed, exitCode: 1, summary: "\(error)")

@@ -233,3 +233,24 @@ final class SleepingProcess: @unchecked Sendable {
 
     deinit { stop() }
 }
+
+/// A drift run cancelled part-way (what SIGTERM does) is recorded as interrupted.
+@Suite struct DriftInterruptionTests {
+    @Test func aCancelledRunIsRecordedAsInterrupted() async throws {
+        let cluster = try TestHostCluster(count: 1, addressPrefix: "127.0.94")
+        let folder = URL(fileURLWithPath: cluster.directory).appendingPathComponent("fleet")
+        try TestFleet.write(cluster: cluster, regions: [.init(name: "eu-west", jurisdiction: "EU")], to: folder)
+        let store = try await SQLiteStateStore.open(path: cluster.directory + "/state.db")
+        let engine = DriftEngine(fleet: try DriftEngineTests.load(folder), fleetRoot: folder, store: store)
+        // A paused sshd accepts TCP and never answers: the run is still in flight when cancelled.
+        cluster.pause(cluster.hosts[0])
+        defer { cluster.resume(cluster.hosts[0]) }
+        let task = Task { try await engine.run() }
+        try await Task.sleep(for: .milliseconds(300))
+        task.cancel()
+        await #expect(throws: DriftInterrupted.self) { _ = try await task.value }
+        let runs = try await store.recentRuns(limit: 10).filter { $0.kind == .drift }
+        #expect(runs.map(\.outcome) == [.interrupted])
+        #expect(try await store.driftHistory(region: nil).isEmpty, "an interrupted run records no findings")
+    }
+}
