@@ -20,6 +20,9 @@ public enum DriftKind: String, Sendable, Codable, CaseIterable, Hashable, Compar
     case componentNotRunning = "component-down"
     /// A component runs but fails its health check.
     case componentUnhealthy = "component-unhealthy"
+    /// The host's `state/manifest.json` is missing, unreadable or differs
+    /// from the state store's record of the last apply.
+    case manifestMismatch = "manifest-mismatch"
     /// A run lock is still on the host after its run ended or expired.
     case lockLeftBehind = "lock-left"
     /// The host presented a different key than the one pinned or known.
@@ -46,6 +49,8 @@ public enum DriftKind: String, Sendable, Codable, CaseIterable, Hashable, Compar
             return "start it again with `meridian drift --remediate \(rawValue)`; read its log under <root>/run/"
         case .componentUnhealthy:
             return "read the component's log under <root>/run/ and restart it with `meridian drift --remediate \(rawValue)`"
+        case .manifestMismatch:
+            return "find out who applied from elsewhere (`meridian audit`); `meridian apply` rewrites the manifest"
         case .lockLeftBehind:
             return "if no run is active, clear it with `meridian drift --remediate \(rawValue)` or `meridian unlock REGION`"
         case .hostKeyChanged:
@@ -61,7 +66,7 @@ public enum DriftKind: String, Sendable, Codable, CaseIterable, Hashable, Compar
         case .managedFileModified, .managedFileMissing, .releaseMismatch, .slotMismatch, .bundleMismatch,
              .componentNotRunning, .componentUnhealthy, .lockLeftBehind:
             return true
-        case .unmanagedFile, .hostKeyChanged, .hostUnreachable:
+        case .unmanagedFile, .manifestMismatch, .hostKeyChanged, .hostUnreachable:
             return false
         }
     }

@@ -1,0 +1,241 @@
+import Foundation
+import MeridianBasics
+import MeridianModel
+import MeridianPlanning
+import MeridianSSH
+import MeridianState
+
+/// What one drift run produced: the report, the run it was recorded as, how
+/// the stored findings changed, and the evidence remediation decides from.
+public struct DriftRunResult: Sendable {
+    public var report: DriftReport
+    public var run: RunID
+    /// Findings that opened and cleared in the state store on this run.
+    public var appeared: [DriftFinding]
+    public var cleared: [DriftFinding]
+    /// By `region/host`, for hosts that were examined.
+    public var evidence: [String: HostDriftEvidence]
+    /// By `region/host`: each host's desired state rendered from the fleet now.
+    public var desired: [String: DesiredHostState]
+}
+
+/// A drift run was stopped (SIGTERM/SIGINT) before it finished; it is recorded as interrupted.
+public struct DriftInterrupted: Error, CustomStringConvertible, Sendable {
+    public var run: RunID
+    public var description: String { "drift \(run) was interrupted before it finished; it is recorded as interrupted and found nothing" }
+}
+
+/// Observes every selected host in parallel (one observation round trip, no
+/// lock taken, plus one health request per running component through the
+/// same SSH connection), classifies against what meridian last applied, and
+/// records the run and its findings. Invariant: it changes nothing on hosts.
+public struct DriftEngine: Sendable {
+    public let fleet: Fleet
+    public let fleetRoot: URL
+    public let store: any StateStore
+    public let parallelism: Int
+    public let endpoints: FleetEndpoints
+    public var healthTimeout: Duration = .seconds(5)
+
+    public init(fleet: Fleet, fleetRoot: URL, store: any StateStore, parallelism: Int? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.fleet = fleet
+        self.fleetRoot = fleetRoot
+        self.store = store
+        self.parallelism = parallelism ?? fleet.settings.defaults.parallelism
+        self.endpoints = FleetEndpoints(fleet: fleet, fleetRoot: fleetRoot, environment: environment)
+    }
+
+    /// What one host's part of the fan-out returns.
+    struct HostLook: Sendable {
+        var observed: ObservedHostState
+        var hostNow: Int?
+        var applied: HostManifest?
+        var source: AppliedManifestSource?
+        var health: [ComponentHealth]
+    }
+
+    /// Runs one drift check over `regions` (all when empty) and records it.
+    /// Throws `DriftInterrupted` when the task is cancelled part-way.
+    public func run(regions: [String] = []) async throws -> DriftRunResult {
+        let started = Date()
+        let clock = ContinuousClock()
+        let begin = clock.now
+        let targets = endpoints.endpoints(regions: regions)
+        let regionNames = Array(Set(targets.map(\.region.name))).sorted()
+        let record = try await store.startRun(RunStart(kind: .drift, owner: .current(), regions: regionNames))
+        do {
+            return try await examine(targets: targets, regionNames: regionNames, run: record.id, started: started, begin: begin, clock: clock)
+        } catch {
+            if Task.isCancelled || error is CancellationError {
+                // The store refuses work from a cancelled task, so the ending is
+                // written from a task that is not cancelled.
+                let store = self.store
+                _ = try? await Task.detached {
+                    try await store.finishRun(record.id, outcome: .interrupted, exitCode: 1, summary: "stopped by a signal before it finished")
+                }.value
+                throw DriftInterrupted(run: record.id)
+            }
+            _ = try? await store.finishRun(record.id, outcome: .failed, exitCode: 1, summary: "\(error)")
+            throw error
+        }
+    }
+
+    private func examine(targets: [(region: Region, host: FleetHost, endpoint: SSHEndpoint)], regionNames: [String], run: RunID,
+                         started: Date, begin: ContinuousClock.Instant, clock: ContinuousClock) async throws -> DriftRunResult {
+        let now = StateTime(Date())
+        let leasedRegions = Set(try await store.leases().filter { !$0.isExpired(at: now) }.map(\.region))
+        var recorded: [String: HostManifest] = [:]
+        for applied in try await store.latestManifests(region: nil) {
+            // A record that does not decode is treated as no record; the host's manifest then stands in.
+            if let manifest = try? JSONDecoder().decode(HostManifest.self, from: applied.manifest) {
+                recorded["\(applied.region)/\(applied.host)"] = manifest
+            }
+        }
+        let (desired, desiredVersions) = renderDesired(regions: Set(regionNames))
+        let healthPaths = Dictionary(fleet.settings.components.map { ($0.name, $0.health) }, uniquingKeysWith: { a, _ in a })
+        let roots = Dictionary(targets.map { ("\($0.region.name)/\($0.host.name)", $0.host.effectiveRoot(fleet.settings.defaults)) }, uniquingKeysWith: { a, _ in a })
+        let healthTimeout = self.healthTimeout
+        let recordedManifests = recorded
+
+        let outcomes = await SSHFanOut.run(targets.map(\.endpoint), parallelism: parallelism) { session in
+            try Task.checkCancellation()
+            let key = "\(session.endpoint.region)/\(session.endpoint.hostName)"
+            let root = roots[key] ?? "/"
+            var applied = recordedManifests[key]
+            var source: AppliedManifestSource? = applied == nil ? nil : .stateStore
+            var (observed, hostNow) = try await Self.observe(DriftClassifier.observeScript(root: root, applied: applied), on: session)
+            if applied == nil, let onHost = observed.manifest.manifest {
+                // The store has no record of this host: its own manifest says
+                // what was applied, and naming its files takes a second look.
+                applied = onHost
+                source = .hostOnly
+                (observed, hostNow) = try await Self.observe(DriftClassifier.observeScript(root: root, applied: onHost), on: session)
+            }
+            var health: [ComponentHealth] = []
+            for (name, component) in (applied?.components ?? [:]).sorted(by: { $0.key < $1.key }) where component.activeVersion != nil {
+                let slot = component.activeSlot
+                guard observed.process(component: name, slot: slot)?.alive == true else { continue }
+                try Task.checkCancellation()
+                let port = component.slot(slot).port
+                let path = healthPaths[name] ?? "/healthz"
+                let outcome: ComponentHealth.Outcome
+                do {
+                    let response = try await session.httpRequest(port: port, path: path, timeout: healthTimeout)
+                    outcome = (200..<300).contains(response.status) ? .healthy : .unhealthy("HTTP \(response.status) \(response.reason)")
+                } catch let error as SSHError {
+                    if case .tunnelFailed(_, let reason) = error.kind { outcome = .unhealthy(reason) } else { throw error }
+                }
+                health.append(ComponentHealth(component: name, slot: slot, port: port, path: path, outcome: outcome))
+            }
+            return HostLook(observed: observed, hostNow: hostNow, applied: applied, source: source, health: health)
+        }
+        try Task.checkCancellation()
+
+        var regionsOut: [String: (hosts: [HostExamination], findings: [DriftFinding], pending: [PendingChange])] = [:]
+        for name in regionNames { regionsOut[name] = ([], [], []) }
+        var evidenceByHost: [String: HostDriftEvidence] = [:]
+        var reports: [HostDriftReport] = []
+        for (target, outcome) in zip(targets, outcomes) {
+            let region = target.region.name
+            let host = target.host.name
+            let key = "\(region)/\(host)"
+            switch outcome.result {
+            case .success(let look):
+                let evidence = HostDriftEvidence(region: region, host: host, applied: look.applied, appliedSource: look.source, observed: look.observed,
+                                                 hostNow: look.hostNow, regionLeaseHeld: leasedRegions.contains(region), health: look.health)
+                evidenceByHost[key] = evidence
+                let findings = DriftClassifier.classify(evidence)
+                regionsOut[region]?.hosts.append(HostExamination(region: region, host: host, address: target.endpoint.address, examined: true))
+                regionsOut[region]?.findings.append(contentsOf: findings)
+                if let hostDesired = desired[key] {
+                    regionsOut[region]?.pending.append(contentsOf: DriftClassifier.pendingChanges(desired: hostDesired, desiredVersions: desiredVersions[key] ?? [:], applied: look.applied))
+                }
+                reports.append(HostDriftReport(region: region, host: host, status: .examined(findings: findings.map(Self.observation))))
+            case .failure(let error):
+                if error is CancellationError { throw error }
+                var keyChanged = false
+                if let ssh = error as? SSHError, case .hostKeyChanged = ssh.kind { keyChanged = true }
+                let reason = "\(error)"
+                regionsOut[region]?.hosts.append(HostExamination(region: region, host: host, address: target.endpoint.address, examined: false, reason: reason))
+                regionsOut[region]?.findings.append(DriftClassifier.unexamined(region: region, host: host, keyChanged: keyChanged, reason: reason))
+                reports.append(HostDriftReport(region: region, host: host, status: .unreachable(reason: reason)))
+            }
+        }
+        let report = DriftReport(
+            startedAt: started,
+            durationSeconds: (clock.now - begin).seconds,
+            regions: regionNames.map { name in
+                let parts = regionsOut[name] ?? ([], [], [])
+                return RegionDrift(region: name, hosts: parts.hosts, findings: parts.findings, pending: parts.pending)
+            }
+        )
+        try Task.checkCancellation()
+        let delta = try await store.recordDrift(run: run, reports: reports)
+        let findings = report.findings
+        let summary = findings.isEmpty && report.unexaminedHosts.isEmpty
+            ? "no drift on \(targets.count) hosts"
+            : "\(findings.count) findings, \(report.unexaminedHosts.count) hosts not examined"
+        _ = try await store.finishRun(run, outcome: .succeeded, exitCode: report.exitCode, summary: summary)
+        return DriftRunResult(report: report, run: run, appeared: delta.appeared.compactMap(Self.finding), cleared: delta.cleared.compactMap(Self.finding),
+                              evidence: evidenceByHost, desired: desired)
+    }
+
+    /// Runs the observe script after one `date +%s`, in the same round trip,
+    /// so the lock's expiry is judged by the host's own clock.
+    static func observe(_ script: ObserveScript, on session: SSHSession) async throws -> (ObservedHostState, Int?) {
+        let text = "echo \"meridian-now $(date +%s)\"\n" + script.script
+        let result = try await session.run(HostObserver.shell, stdin: Data(text.utf8))
+        var output = result.stdout
+        var hostNow: Int?
+        if let newline = output.firstIndex(of: 0x0A) {
+            let first = String(decoding: output[output.startIndex..<newline], as: UTF8.self)
+            if first.hasPrefix("meridian-now ") {
+                hostNow = Int(first.dropFirst("meridian-now ".count))
+                output = Data(output[output.index(after: newline)...])
+            }
+        }
+        let hostName = "\(session.endpoint.region)/\(session.endpoint.hostName)"
+        return (try script.parse(output, host: hostName).get().state, hostNow)
+    }
+
+    /// Each selected host's desired state from the fleet now, and the versions
+    /// its components should run. Template or artifact problems only leave
+    /// those parts out: pending changes are advice, drift does not depend on them.
+    func renderDesired(regions: Set<String>) -> ([String: DesiredHostState], [String: [String: String]]) {
+        var templates: [String: String] = [:]
+        for region in fleet.regions where regions.contains(region.name) {
+            for config in region.configFiles where templates[config.template] == nil {
+                if let text = try? String(contentsOf: fleetRoot.appendingPathComponent(config.template), encoding: .utf8) {
+                    templates[config.template] = text
+                }
+            }
+        }
+        let (bundles, _) = GovernanceBundle.renderAll(fleet)
+        // Artifacts are not prepared by drift: components are compared by version instead.
+        let renderer = DesiredStateRenderer(fleet: fleet, bundles: bundles, templates: templates, artifacts: [])
+        let (states, _) = renderer.render(regions: regions)
+        var desired: [String: DesiredHostState] = [:]
+        for state in states { desired[state.id] = state }
+        var versions: [String: [String: String]] = [:]
+        for region in fleet.regions where regions.contains(region.name) {
+            for host in region.hosts {
+                var wanted: [String: String] = [:]
+                for component in host.components {
+                    if let version = fleet.version(of: component, in: region) { wanted[component] = version.description }
+                }
+                versions["\(region.name)/\(host.name)"] = wanted
+            }
+        }
+        return (desired, versions)
+    }
+
+    static func observation(_ finding: DriftFinding) -> DriftObservation {
+        DriftObservation(kind: finding.kind.rawValue, subject: finding.subject, detail: JSONDetail(["detail": finding.detail]))
+    }
+
+    static func finding(_ record: DriftFindingRecord) -> DriftFinding? {
+        guard let kind = DriftKind(rawValue: record.kind) else { return nil }
+        let detail = (try? record.detail.decode([String: String].self))?["detail"] ?? record.detail.text
+        return DriftFinding(region: record.region, host: record.host, kind: kind, subject: record.subject, detail: detail)
+    }
+}
