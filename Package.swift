@@ -101,11 +101,11 @@ let package = Package(
         ),
         .testTarget(
             name: "MeridianEngineTests",
-            dependencies: ["MeridianEngine", "MeridianPlanning", "MeridianModel", "MeridianTestHosts", "MeridianBasics"]
+            dependencies: ["MeridianEngine", "MeridianPlanning", "MeridianModel", "MeridianLoading", "MeridianSSH", "MeridianState", "MeridianTestHosts", "MeridianBasics"]
         ),
         .testTarget(
             name: "MeridianCLITests",
-            dependencies: ["MeridianCLI", "MeridianTestHosts", "MeridianBasics"]
+            dependencies: ["MeridianCLI", "MeridianPlanning", "MeridianTestHosts", "MeridianBasics"]
         ),
     ],
     swiftLanguageModes: [.v6]

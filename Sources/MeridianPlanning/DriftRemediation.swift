@@ -102,7 +102,7 @@ public struct StaleLockRemovalScript: Sendable, Equatable {
     public var script: String {
         """
         set -u
-        root=\(shellQuote(root))
+        root=\(ShellQuoting.quote(root))
         lockfile="$root/state/lock"
         aside="$root/state/.lock.remediate.$$"
         if ! mv "$lockfile" "$aside" 2>/dev/null; then echo 'stale-lock gone'; exit 0; fi
@@ -112,7 +112,7 @@ public struct StaleLockRemovalScript: Sendable, Equatable {
         now=$(date +%s)
         stale=\(leaseFree ? "1" : "0")
         if [ -n "$expires" ] && [ "$now" -ge "$expires" ]; then stale=1; fi
-        if [ "$run" = \(shellQuote(runID)) ] && [ "$stale" = 1 ]; then
+        if [ "$run" = \(ShellQuoting.quote(runID)) ] && [ "$stale" = 1 ]; then
           rm -f "$aside"
           echo 'stale-lock removed'
         else
