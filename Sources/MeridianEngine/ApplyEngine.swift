@@ -283,7 +283,12 @@ public struct ApplyEngine: Sendable {
             }
             _ = try? await session.exec(RemoteCommand(["sh", "-c", ReleaseLockScript(root: host.root, runID: lockRunID).script]))
             events(.hostFinished(region: host.region, host: host.host, error: nil))
-            return work.steps.contains { $0 != .writeManifest }
+            return work.steps.contains { step in
+                switch step {
+                case .writeManifest, .prepareHost: return false
+                case .installRelease, .writeFile, .deleteFile, .stopComponent, .linkSlot, .startComponent, .healthCheck: return true
+                }
+            }
         }
         var changed: [String: Int] = [:]
         for (host, outcome) in zip(running, outcomes) {

@@ -68,8 +68,8 @@ struct HostApplier: Sendable {
     func execute(_ step: HostStep) async throws {
         let root = desired.root
         switch step {
-        case .keepPrevious(let paths):
-            _ = try await session.run(RemoteScripts.keepPrevious(root: root, paths: paths))
+        case .prepareHost(let paths):
+            _ = try await session.run(RemoteScripts.prepareHost(root: root, keeping: paths))
         case .installRelease(let release):
             guard let local = artifacts[release.sha256] else {
                 throw HostStepError(step: step.summary, reason: "the artifact with SHA-256 \(release.sha256) was not prepared")

@@ -6,8 +6,9 @@ import MeridianSSH
 /// executor (`HostApplier`) carries the steps out in order and journals each
 /// before and after; the scripts they run are built by `RemoteScripts`.
 public enum HostStep: Sendable, Equatable {
-    /// Creates parent folders and keeps a copy of every file about to be replaced or deleted.
-    case keepPrevious(paths: [String])
+    /// Removes what interrupted runs left (upload temporaries), creates
+    /// parent folders and keeps a copy of every file about to be replaced or deleted.
+    case prepareHost(keeping: [String])
     case installRelease(ReleaseRequirement)
     /// Writes a managed file (its content comes from the desired state; sensitive ones are rendered here).
     case writeFile(path: String)
@@ -21,7 +22,7 @@ public enum HostStep: Sendable, Equatable {
     /// The sentence the journal and progress lines show.
     public var summary: String {
         switch self {
-        case .keepPrevious(let paths): return "keep previous versions of \(paths.count) file\(paths.count == 1 ? "" : "s")"
+        case .prepareHost(let paths): return "prepare: keep previous versions of \(paths.count) file\(paths.count == 1 ? "" : "s")"
         case .installRelease(let release): return "install release \(release.component) \(release.version)"
         case .writeFile(let path): return "write \(path)"
         case .deleteFile(let path): return "delete \(path)"
@@ -43,7 +44,6 @@ public enum HostStep: Sendable, Equatable {
         let extraWrites = rewriteSensitive.filter { !planned.contains($0) }
         let deletes = plan.actions.filter { $0.kind == .deleteFile }.map(\.subject)
         let kept = plan.actions.filter { $0.kind == .createFile || $0.kind == .updateFile }.map(\.subject) + extraWrites + deletes
-        if !kept.isEmpty { steps.append(.keepPrevious(paths: kept)) }
         // Sensitive files the plan could not compare are rewritten after the
         // planned file changes and before any component starts, so a restart
         // reads them too.
@@ -81,7 +81,10 @@ public enum HostStep: Sendable, Equatable {
             }
         }
         flushExtras()
-        if writeManifest || !steps.isEmpty { steps.append(.writeManifest) }
+        if writeManifest || !steps.isEmpty {
+            steps.insert(.prepareHost(keeping: kept), at: 0)
+            steps.append(.writeManifest)
+        }
         return steps
     }
 }
@@ -105,11 +108,13 @@ public enum RemoteScripts {
     public static func pidFile(root: String, component: String, slot: SlotName) -> String { join(root, "run/\(component)-\(slot.rawValue).pid") }
     public static func logFile(root: String, component: String, slot: SlotName) -> String { join(root, "run/\(component)-\(slot.rawValue).log") }
 
-    /// Creates each file's folder, and copies every existing file to
+    /// Removes upload temporaries left by interrupted runs, creates each file's folder, and copies every existing file to
     /// `state/previous/<path>` (through a temporary name, so the kept copy is whole).
-    public static func keepPrevious(root: String, paths: [String]) -> RemoteCommand {
+    public static func prepareHost(root: String, keeping paths: [String]) -> RemoteCommand {
         var lines = ["set -e"]
-        var folders = Set<String>()
+        // Upload temporaries carry SSHSession.temporaryMarker; one left by a killed run is garbage (this run holds the lock).
+        lines.append("find \(["config", "governance", "state", "releases/.incoming"].map { q(join(root, $0)) }.joined(separator: " ")) -name \(q("*" + SSHSession.temporaryMarker + "*")) -type f -exec rm -f -- {} + 2>/dev/null || true")
+        var folders: Set<String> = [join(root, "state")]
         for path in paths {
             folders.insert(parent(join(root, path)))
             folders.insert(parent(previousPath(root: root, path: path)))
