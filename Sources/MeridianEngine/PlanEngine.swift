@@ -166,3 +166,20 @@ public struct PlanEngine: Sendable {
 }
 
 extension HostFailure: Error {}
+
+extension PlanEngine {
+    /// Observes every host of the named regions (all when empty) with no
+    /// managed-file requests: its manifest, releases, slots, processes and lock.
+    public func observeHosts(regions wanted: [String], parallelism: Int) async -> [(region: String, host: String, result: Result<ObservedHostState, HostFailure>)] {
+        let mapping = FleetEndpoints(fleet: fleet, fleetRoot: fleetRoot, environment: environment)
+        let targets = mapping.endpoints(regions: wanted)
+        let roots = Dictionary(targets.map { ("\($0.region.name)/\($0.host.name)", $0.host.effectiveRoot(fleet.settings.defaults)) }, uniquingKeysWith: { a, _ in a })
+        let outcomes = await SSHFanOut.run(targets.map(\.endpoint), parallelism: parallelism) { session in
+            let root = roots["\(session.endpoint.region)/\(session.endpoint.hostName)"] ?? "/"
+            return try await HostObserver.observe(ObserveScript(root: root, files: [], listedFolders: []), on: session).state
+        }
+        return zip(targets, outcomes).map { target, outcome in
+            (target.region.name, target.host.name, outcome.result.mapError { HostFailure(region: target.region.name, host: target.host.name, reason: "\($0)") })
+        }
+    }
+}

@@ -62,5 +62,18 @@ import MeridianTestHosts
         let again = try fleet.meridian(["apply", planFile])
         #expect(again.status == 1)
         #expect(again.stderr.contains("stale"), "\(again.stderr)")
+
+        // status: from the store, then from the hosts.
+        let status = try fleet.meridian(["status"])
+        #expect(status.status == 0, "\(status.stdout)\n\(status.stderr)")
+        #expect(status.stdout.contains("inference-north 2.0.0 (blue)"), "\(status.stdout)")
+        #expect(status.stdout.contains("inference-south 1.0.0 (blue)"))
+        #expect(!status.stdout.contains("never"))
+        cluster.kill(cluster.hosts[1])
+        let refreshed = try fleet.meridian(["status", "--refresh"])
+        #expect(refreshed.status == 1)
+        #expect(refreshed.stdout.contains("1/1 reachable"), "\(refreshed.stdout)")
+        #expect(refreshed.stdout.contains("0/1 reachable"))
+        #expect(refreshed.stderr.contains("host south/host2"))
     }
 }
