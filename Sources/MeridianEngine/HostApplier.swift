@@ -96,7 +96,7 @@ struct HostApplier: Sendable {
         case .healthCheck(let component, let slot, let port, let path):
             try await healthCheck(component: component, slot: slot, port: port, path: path)
         case .writeManifest:
-            _ = try await session.run(RemoteCommand(["mkdir", "-p", "--", RemoteScripts.join(root, "state")]))
+            // The prepare step, always first, created state/.
             _ = try await session.upload(manifest.encoded(), to: RemoteScripts.join(root, HostManifest.path), mode: 0o644)
         }
     }
