@@ -147,6 +147,18 @@ public struct ApplyEngine: Sendable {
             _ = try await store.finishRun(run.id, outcome: .failed, exitCode: 4, summary: "refused: \(conflict)")
             throw ApplyRefusal.leaseHeld(conflict)
         }
+        // Renew the leases while the run works, so a long apply keeps them; a lost lease only stops renewal
+        // (the run is already past its checks and finishes what it started, as the journal records).
+        let store = self.store
+        let holder = identity
+        let ttl = leaseTTL
+        let renewal = Task {
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: ttl / 3) } catch { return }
+                do { _ = try await store.renewLeases(regions: regions, holder: holder, ttl: ttl) } catch { return }
+            }
+        }
+        defer { renewal.cancel() }
         do {
             let report = try await applyHoldingLeases(plan, fleet: fleet, run: run.id, events: events)
             let summary = report.regions.map { "\($0.region): \(Self.describe($0.result))" }.joined(separator: "; ")
