@@ -1,0 +1,129 @@
+import ArgumentParser
+import Foundation
+import MeridianEngine
+import MeridianModel
+import MeridianPlanning
+import MeridianState
+
+/// `meridian apply`: carries out a plan, made now or saved by `plan --out`.
+struct ApplyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "apply",
+        abstract: "Apply a plan: write files, install releases and restart or upgrade components on every host.",
+        discussion: """
+        Without PLANFILE it plans, shows the plan and asks for confirmation (or --auto-approve). \
+        With PLANFILE it applies exactly that plan and refuses it if the fleet or a host changed since. \
+        Exit codes: 0 applied, 1 a host or region failed (the others completed), 4 a region is locked by another run, \
+        64 no terminal to confirm on and no --auto-approve, 65 invalid fleet files.
+        """
+    )
+
+    @OptionGroup var fleetOptions: FleetOptions
+    @OptionGroup var selection: RegionSelection
+    @OptionGroup var stateOptions: StateOptions
+    @Argument(help: ArgumentHelp("A plan saved with `meridian plan --out FILE`.", valueName: "planfile")) var planFile: String?
+    @Flag(help: "Apply without asking for confirmation.") var autoApprove = false
+    @Option(help: "Hosts changed at once (default: the fleet's parallelism).") var parallelism: Int?
+
+    func run() async throws {
+        let planning = try PlanningSession.open(fleetOptions: fleetOptions, selection: selection, format: .text)
+        var plan: Plan
+        var fleet: DesiredFleet
+        var planningFailures: [HostFailure] = []
+        if let planFile {
+            guard let data = FileManager.default.contents(atPath: planFile) else {
+                Output.error("error: cannot read the plan file \(planFile)")
+                throw ExitCode(ExitStatus.failure)
+            }
+            do {
+                plan = try Plan.decode(data)
+            } catch {
+                Output.error("error: \(planFile): \(error)")
+                throw ExitCode(ExitStatus.failure)
+            }
+            // The basis covers the regions the plan was made for; --region narrows what is applied.
+            fleet = try planning.desiredFleet(regions: plan.regions.map(\.name))
+            if !selection.regions.isEmpty {
+                plan.regions = plan.regions.filter { selection.regions.contains($0.name) }
+            }
+        } else {
+            let result = try await planning.plan(regions: selection.regions, parallelism: parallelism)
+            plan = result.plan
+            fleet = result.fleet
+            planningFailures = result.failures
+            Output.text(plan.renderText(style: PlanningSession.textStyle))
+            PlanningSession.report(planningFailures)
+            if !plan.summary.hasChanges {
+                if !planningFailures.isEmpty { throw ExitCode(ExitStatus.failure) }
+                return
+            }
+            try confirm()
+        }
+        let store = try await stateOptions.open(fleetRoot: fleetOptions.root)
+        let engine = ApplyEngine(
+            planning: planning.engine, store: store,
+            secrets: LocalSecretResolver(environment: ProcessInfo.processInfo.environment, baseDirectory: fleetOptions.root),
+            parallelism: planning.parallelism(parallelism)
+        )
+        let report: ApplyReport
+        do {
+            report = try await engine.apply(plan, fleet: fleet, events: ApplyProgress.line)
+        } catch let refusal as ApplyRefusal {
+            Output.error("error: \(refusal)")
+            switch refusal {
+            case .leaseHeld: throw ExitCode(ExitStatus.locked)
+            case .fleetChanged, .planMismatch, .staleHosts: throw ExitCode(ExitStatus.failure)
+            }
+        } catch {
+            Output.error("error: \(error)")
+            throw ExitCode(ExitStatus.failure)
+        }
+        Output.line()
+        Output.line("Apply \(report.run) (plan \(report.planHash.prefix(12))):")
+        for region in report.regions {
+            switch region.result {
+            case .applied(let changed, let hosts):
+                Output.line("  \(region.region): applied, \(changed) of \(hosts) host\(hosts == 1 ? "" : "s") changed")
+            case .failed(let failures):
+                Output.line("  \(region.region): FAILED")
+                for failure in failures { Output.line("    \(failure)") }
+            case .locked(let failures):
+                Output.line("  \(region.region): LOCKED")
+                for failure in failures { Output.line("    \(failure)") }
+            }
+        }
+        for failure in planningFailures { Output.line("  \(failure.region): NOT PLANNED — \(failure)") }
+        let code = planningFailures.isEmpty ? report.exitCode : max(report.exitCode, ExitStatus.failure)
+        if code != 0 { throw ExitCode(code) }
+    }
+
+    /// Asks on the terminal; without one (CI, a pipe) and without --auto-approve, refuses.
+    func confirm() throws {
+        guard !autoApprove else { return }
+        guard isatty(STDIN_FILENO) == 1 else {
+            Output.error("error: apply needs confirmation but standard input is not a terminal; review the plan and run `meridian apply --auto-approve`, or save it with `meridian plan --out FILE` and run `meridian apply FILE`")
+            throw ExitCode(ExitStatus.usage)
+        }
+        Output.text("Apply this plan? Only 'yes' is accepted: ")
+        guard readLine()?.trimmingCharacters(in: .whitespaces) == "yes" else {
+            Output.error("Apply cancelled; nothing was changed.")
+            throw ExitCode(ExitStatus.failure)
+        }
+    }
+}
+
+/// Plain progress lines, one per step, prefixed by region and host.
+enum ApplyProgress {
+    @Sendable static func line(_ event: ApplyEvent) {
+        switch event {
+        case .observed(let region, let host):
+            Output.line("[\(region)] \(host): observed and locked")
+        case .stepStarted:
+            break
+        case .stepFinished(let region, let host, let step, let error):
+            Output.line("[\(region)] \(host): \(step)" + (error.map { " — FAILED: \($0)" } ?? " — ok"))
+        case .hostFinished(let region, let host, let error):
+            Output.line("[\(region)] \(host): " + (error == nil ? "done" : "failed"))
+        }
+    }
+}

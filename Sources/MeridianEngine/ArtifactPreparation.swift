@@ -1,0 +1,166 @@
+import Foundation
+import MeridianBasics
+import MeridianModel
+import MeridianPlanning
+
+/// A prepared artifact and the local file that holds its bytes. Invariant:
+/// the SHA-256 of the file at `localPath` is `artifact.sha256`.
+public struct LocalArtifact: Sendable, Equatable {
+    public var artifact: PreparedArtifact
+    public var localPath: String
+
+    public init(artifact: PreparedArtifact, localPath: String) {
+        self.artifact = artifact
+        self.localPath = localPath
+    }
+}
+
+/// An artifact that could not be prepared, naming the component, version and path.
+public struct ArtifactProblem: Error, Sendable, Equatable, CustomStringConvertible {
+    public var component: String
+    public var version: String
+    public var reason: String
+    public var description: String { "component \(component) \(version): \(reason)" }
+}
+
+/// Turns the `artifacts/…` entries a fleet's regions need into tar files
+/// named by their SHA-256. A folder is packed deterministically (sorted
+/// names, mtime 0, owner and group 0, numeric ids) so that the same tree
+/// always gives the same bytes and the same hash, on any control plane; a
+/// file is taken as it is and must be a tar archive (`tar -xf` reads it on
+/// the host, compressed or not). Packed folders are cached under
+/// `<fleet>/.meridian/artifacts/<sha256>.tar`.
+public struct ArtifactPreparation: Sendable {
+    public let fleet: Fleet
+    public let fleetRoot: URL
+
+    public init(fleet: Fleet, fleetRoot: URL) {
+        self.fleet = fleet
+        self.fleetRoot = fleetRoot
+    }
+
+    public var cacheFolder: URL { fleetRoot.appendingPathComponent(".meridian/artifacts", isDirectory: true) }
+
+    /// Every (component, version) the named regions (all when nil) run, sorted.
+    public func requirements(regions wanted: Set<String>?) -> [(component: Component, version: Version)] {
+        var seen = Set<String>()
+        var out: [(Component, Version)] = []
+        for region in fleet.regions where wanted?.contains(region.name) ?? true {
+            for host in region.hosts {
+                for name in host.components {
+                    guard let component = fleet.component(named: name), let version = fleet.version(of: name, in: region) else { continue }
+                    if seen.insert("\(name)@\(version)").inserted { out.append((component, version)) }
+                }
+            }
+        }
+        return out.sorted { ($0.0.name, $0.1.description) < ($1.0.name, $1.1.description) }
+    }
+
+    /// Prepares every artifact the named regions need; problems are collected, not thrown one by one.
+    public func prepare(regions wanted: Set<String>?) -> (artifacts: [LocalArtifact], problems: [ArtifactProblem]) {
+        var artifacts: [LocalArtifact] = []
+        var problems: [ArtifactProblem] = []
+        for (component, version) in requirements(regions: wanted) {
+            switch prepare(component, version: version) {
+            case .success(let artifact): artifacts.append(artifact)
+            case .failure(let problem): problems.append(problem)
+            }
+        }
+        return (artifacts, problems)
+    }
+
+    public func prepare(_ component: Component, version: Version) -> Result<LocalArtifact, ArtifactProblem> {
+        let resolved = component.artifact.resolved(for: version)
+        func problem(_ reason: String) -> Result<LocalArtifact, ArtifactProblem> {
+            .failure(ArtifactProblem(component: component.name, version: version.description, reason: reason))
+        }
+        switch component.artifact {
+        case .url:
+            return problem("artifact \(resolved) is a URL; fetching artifacts on the hosts is not supported yet: put the artifact in the fleet repository under artifacts/")
+        case .path:
+            break
+        }
+        let path = fleetRoot.appendingPathComponent(resolved).standardizedFileURL.path
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
+            return problem("artifact \(resolved) does not exist in the fleet repository: add the file or folder, or fix components.\(component.name).artifact")
+        }
+        if !isFolder.boolValue {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                return problem("artifact \(resolved) cannot be read")
+            }
+            let name = (resolved as NSString).lastPathComponent
+            return .success(LocalArtifact(
+                artifact: PreparedArtifact(component: component.name, version: version.description, fileName: name, sha256: SHA256.hex(data)),
+                localPath: path
+            ))
+        }
+        do {
+            try FileManager.default.createDirectory(at: cacheFolder, withIntermediateDirectories: true)
+        } catch {
+            return problem("cannot create \(cacheFolder.path): \(error.localizedDescription)")
+        }
+        let temporary = cacheFolder.appendingPathComponent(".packing-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).tar").path
+        defer { unlink(temporary) }
+        let tar = Self.packArguments(folder: path, into: temporary)
+        switch LocalProcess.run(tar) {
+        case .failure(let reason):
+            return problem("packing \(resolved) failed: \(reason)")
+        case .success:
+            break
+        }
+        guard let data = FileManager.default.contents(atPath: temporary) else {
+            return problem("packing \(resolved) produced no readable archive")
+        }
+        let sha = SHA256.hex(data)
+        let cached = cacheFolder.appendingPathComponent("\(sha).tar").path
+        if !FileManager.default.fileExists(atPath: cached), rename(temporary, cached) != 0 {
+            return problem("cannot move the packed archive to \(cached): \(String(cString: strerror(errno)))")
+        }
+        return .success(LocalArtifact(
+            artifact: PreparedArtifact(component: component.name, version: version.description, fileName: "\(component.name)-\(version).tar", sha256: sha),
+            localPath: cached
+        ))
+    }
+
+    /// GNU tar options that make the archive depend on names, contents and modes only.
+    public static func packArguments(folder: String, into archive: String) -> [String] {
+        ["tar", "--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "--format=gnu",
+         "-C", folder, "-cf", archive, "."]
+    }
+}
+
+/// Runs a short local program to completion (tar, git) on the calling
+/// thread: callers are synchronous preparation steps, never the cooperative pool's hot path.
+enum LocalProcess {
+    static func run(_ argv: [String], in directory: String? = nil) -> Result<Data, LocalProcessError> {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = argv
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        process.standardInput = FileHandle.nullDevice
+        do {
+            try process.run()
+        } catch {
+            return .failure(LocalProcessError(reason: "cannot start \(argv[0]): \(error.localizedDescription)"))
+        }
+        let stdout = output.fileHandleForReading.readDataToEndOfFile()
+        let stderr = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            let message = String(decoding: stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            return .failure(LocalProcessError(reason: "\(argv[0]) exited \(process.terminationStatus): \(message)"))
+        }
+        return .success(stdout)
+    }
+}
+
+/// A local program failed, with its message.
+struct LocalProcessError: Error, CustomStringConvertible {
+    var reason: String
+    var description: String { reason }
+}

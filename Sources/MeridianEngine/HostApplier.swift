@@ -1,0 +1,162 @@
+import Foundation
+import MeridianBasics
+import MeridianPlanning
+import MeridianSSH
+import MeridianState
+
+/// How long apply waits for processes: stop grace and health checks.
+public struct ApplyTimings: Sendable, Equatable {
+    public var stopGraceSeconds: Int
+    public var healthAttempts: Int
+    public var healthInterval: Duration
+
+    public init(stopGraceSeconds: Int = 10, healthAttempts: Int = 40, healthInterval: Duration = .milliseconds(250)) {
+        self.stopGraceSeconds = stopGraceSeconds
+        self.healthAttempts = healthAttempts
+        self.healthInterval = healthInterval
+    }
+}
+
+/// A step that failed on a host, naming the step and the host's answer.
+public struct HostStepError: Error, Sendable, CustomStringConvertible {
+    public var step: String
+    public var reason: String
+    public var description: String { "\(step) failed: \(reason)" }
+}
+
+/// What apply reports while it runs, for progress lines or a live view.
+public enum ApplyEvent: Sendable {
+    case observed(region: String, host: String)
+    case stepStarted(region: String, host: String, step: String)
+    case stepFinished(region: String, host: String, step: String, error: String?)
+    case hostFinished(region: String, host: String, error: String?)
+}
+
+/// Carries out one host's steps over an open session, journaling each
+/// before and after it runs. It decides nothing: the steps are given.
+struct HostApplier: Sendable {
+    let session: SSHSession
+    let desired: DesiredHostState
+    let steps: [HostStep]
+    /// Real content of every file to write, path → bytes.
+    let contents: [String: Data]
+    let manifest: HostManifest
+    let artifacts: [String: LocalArtifact]
+    let store: any StateStore
+    let run: RunID
+    let timings: ApplyTimings
+    let events: @Sendable (ApplyEvent) -> Void
+
+    func apply() async throws {
+        for step in steps {
+            let summary = step.summary
+            let entry = try await store.beginStep(StepStart(run: run, region: desired.region, host: desired.host, step: summary, detail: JSONDetail(["root": desired.root])))
+            events(.stepStarted(region: desired.region, host: desired.host, step: summary))
+            do {
+                try await execute(step)
+            } catch {
+                let reason = "\(error)"
+                _ = try? await store.finishStep(entry, outcome: .failed, detail: JSONDetail(["error": reason]))
+                events(.stepFinished(region: desired.region, host: desired.host, step: summary, error: reason))
+                throw HostStepError(step: summary, reason: reason)
+            }
+            _ = try await store.finishStep(entry, outcome: .ok, detail: .empty)
+            events(.stepFinished(region: desired.region, host: desired.host, step: summary, error: nil))
+        }
+    }
+
+    func execute(_ step: HostStep) async throws {
+        let root = desired.root
+        switch step {
+        case .prepareHost(let paths):
+            _ = try await session.run(RemoteScripts.prepareHost(root: root, keeping: paths))
+        case .installRelease(let release):
+            guard let local = artifacts[release.sha256] else {
+                throw HostStepError(step: step.summary, reason: "the artifact with SHA-256 \(release.sha256) was not prepared")
+            }
+            _ = try await session.run(RemoteScripts.makeIncoming(root: root))
+            _ = try await session.upload(file: local.localPath, to: RemoteScripts.incomingPath(root: root, sha256: release.sha256), mode: 0o600)
+            _ = try await session.run(RemoteScripts.unpackRelease(root: root, release: release))
+        case .writeFile(let path):
+            guard let file = desired.files.first(where: { $0.path == path }), let data = contents[path] else {
+                throw HostStepError(step: step.summary, reason: "\(path) is not in the desired state")
+            }
+            _ = try await session.upload(data, to: RemoteScripts.join(root, path), mode: UInt32(file.mode))
+        case .deleteFile(let path):
+            _ = try await session.run(RemoteScripts.deleteFile(root: root, path: path))
+        case .stopComponent(let component, let slot):
+            _ = try await session.run(RemoteScripts.stop(root: root, component: component, slot: slot, graceSeconds: timings.stopGraceSeconds))
+        case .linkSlot(let component, let slot, let version):
+            _ = try await session.run(RemoteScripts.linkSlot(root: root, component: component, slot: slot, version: version))
+        case .startComponent(let component, let slot):
+            guard let layout = desired.components.first(where: { $0.component == component }) else {
+                throw HostStepError(step: step.summary, reason: "component \(component) is not in the desired state")
+            }
+            _ = try await session.run(RemoteScripts.start(root: root, layout: layout, slot: slot))
+        case .healthCheck(let component, let slot, let port, let path):
+            try await healthCheck(component: component, slot: slot, port: port, path: path)
+        case .writeManifest:
+            // The prepare step, always first, created state/.
+            _ = try await session.upload(manifest.encoded(), to: RemoteScripts.join(root, HostManifest.path), mode: 0o644)
+        }
+    }
+
+    /// Asks the slot's port through the SSH connection until it answers 2xx,
+    /// a bounded number of times; stops early when the process died.
+    func healthCheck(component: String, slot: SlotName, port: Int, path: String) async throws {
+        var last = "no answer"
+        for attempt in 1...max(1, timings.healthAttempts) {
+            do {
+                let response = try await session.httpRequest(port: port, path: path, timeout: .seconds(3))
+                if (200..<300).contains(response.status) { return }
+                last = "HTTP \(response.status) \(response.reason)"
+            } catch {
+                last = "\(error)"
+            }
+            if attempt % 8 == 0 {
+                let running = try await session.exec(RemoteScripts.isRunning(root: desired.root, component: component, slot: slot))
+                if running.stdoutText.hasPrefix("dead") { last = "the process exited"; break }
+            }
+            try await Task.sleep(for: timings.healthInterval)
+        }
+        let tail = (try? await session.exec(RemoteScripts.logTail(root: desired.root, component: component, slot: slot)).stdoutText) ?? ""
+        let log = tail.isEmpty ? "" : "; last lines of \(RemoteScripts.logFile(root: desired.root, component: component, slot: slot)):\n\(tail)"
+        throw HostStepError(step: "health check of \(component) (\(slot.rawValue)) on 127.0.0.1:\(port)\(path)", reason: "\(last)\(log)")
+    }
+}
+
+/// Builds the manifest apply writes to a host: hashes, releases and slots, never content.
+enum ManifestBuilder {
+    static func manifest(desired: DesiredHostState, plan: HostPlan, contents: [String: Data], previous: HostManifest?, revision: String, appliedAt: String, appliedBy: String) -> HostManifest {
+        var files: [String: ManifestFile] = [:]
+        for file in desired.files {
+            switch file.content {
+            case .bytes(let data):
+                files[file.path] = ManifestFile(sha256: SHA256.hex(data), maskedSHA256: nil, mode: file.mode, component: file.component)
+            case .sensitive:
+                files[file.path] = ManifestFile(sha256: nil, maskedSHA256: file.content.fingerprint, mode: file.mode, component: file.component)
+            }
+        }
+        var components: [String: ManifestComponent] = [:]
+        for layout in desired.components {
+            let acted = plan.actions.first { ($0.kind == .upgradeComponent || $0.kind == .restartComponent) && $0.subject == layout.component }
+            let old = previous?.components[layout.component]
+            let slot = acted?.slot ?? old?.activeSlot ?? layout.activeSlot
+            func entry(_ name: SlotName) -> ManifestSlot {
+                name == slot
+                    ? ManifestSlot(version: layout.version, port: layout.port(name), weight: 100)
+                    : ManifestSlot(version: old?.slot(name).version, port: layout.port(name), weight: 0)
+            }
+            components[layout.component] = ManifestComponent(activeSlot: slot, blue: entry(.blue), green: entry(.green))
+        }
+        let releases = desired.releases.map { ManifestRelease(component: $0.component, version: $0.version, sha256: $0.sha256) }
+            .sorted { ($0.component, $0.version) < ($1.component, $1.version) }
+        return HostManifest(revision: revision, appliedAt: appliedAt, appliedBy: appliedBy, files: files, releases: releases, components: components)
+    }
+
+    /// Whether two manifests say the same about the host, whoever wrote them and when.
+    static func sameContent(_ a: HostManifest?, _ b: HostManifest) -> Bool {
+        guard let a else { return false }
+        return a.files == b.files && a.releases == b.releases && a.components == b.components && a.schemaVersion == b.schemaVersion
+    }
+}

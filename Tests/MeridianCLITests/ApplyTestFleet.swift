@@ -1,0 +1,116 @@
+import Foundation
+import MeridianTestHosts
+
+/// A fleet repository for apply tests: one region per test host, each host
+/// running its own component `inference-<region>` on its own pair of ports.
+/// The test hosts share this machine's 127.0.0.1, where component ports
+/// would collide if two hosts ran the same component, so every region gets
+/// a distinct component (and every test a distinct `portBase`).
+struct ApplyTestFleet {
+    let directory: URL
+    let cluster: TestHostCluster
+    let regions: [String]
+    let portBase: Int
+
+    init(cluster: TestHostCluster, regions: [String], portBase: Int) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("meridian-apply-\(UUID().uuidString.prefix(8))")
+        self.cluster = cluster
+        self.regions = regions
+        self.portBase = portBase
+        let files = FileManager.default
+        for folder in ["regions", "policies", "templates", "artifacts"] {
+            try files.createDirectory(at: directory.appendingPathComponent(folder), withIntermediateDirectories: true)
+        }
+        try files.copyItem(at: CLI.repositoryRoot.appendingPathComponent("Tests/Fixtures/artifacts/inference"),
+                           to: directory.appendingPathComponent("artifacts/inference"))
+        try "region: {{ region.name }}\nport: {{ component.port }}\nmax_tokens: {{ vars.max_tokens }}\n"
+            .write(to: directory.appendingPathComponent("templates/server.yaml.tmpl"), atomically: true, encoding: .utf8)
+        try "api_key: {{ vars.api_key }}\n"
+            .write(to: directory.appendingPathComponent("templates/secret.yaml.tmpl"), atomically: true, encoding: .utf8)
+        for (index, region) in regions.enumerated() {
+            try writeRegion(index, region, maxTokens: 100, version: nil)
+        }
+        try setPlatform("1.0.0")
+        try "residency:\n  - data: EU\n    allowed: [EU]\n".write(to: directory.appendingPathComponent("policies/residency.yaml"), atomically: true, encoding: .utf8)
+    }
+
+    func component(_ index: Int) -> String { "inference-\(regions[index])" }
+    func port(_ index: Int) -> Int { portBase + 2 * index }
+
+    /// Rewrites meridian.yaml with every component at `version`.
+    func setPlatform(_ version: String) throws {
+        var text = """
+        version: 1
+        name: apply-test
+        defaults:
+          ssh:
+            user: \(cluster.user)
+            port: \(cluster.hosts[0].port)
+            identity: \(cluster.identityFile)
+            agent: false
+            known_hosts: \(cluster.knownHostsFile)
+            connect_timeout: 3s
+            command_timeout: 30s
+        components:
+
+        """
+        for index in regions.indices {
+            text += """
+              \(component(index)):
+                artifact: artifacts/inference/{version}
+                start: [bin/serve, --port, "{port}"]
+                ports: { blue: \(port(index)), green: \(port(index) + 1) }
+
+            """
+        }
+        text += "platform:\n"
+        for index in regions.indices { text += "  \(component(index)): \(version)\n" }
+        try text.write(to: directory.appendingPathComponent("meridian.yaml"), atomically: true, encoding: .utf8)
+    }
+
+    /// Rewrites one region's file.
+    func writeRegion(_ index: Int, _ region: String, maxTokens: Int, version: String?) throws {
+        let host = cluster.hosts[index]
+        var text = """
+        name: \(region)
+        jurisdiction: EU
+        hosts:
+          - name: \(host.name)
+            address: \(host.address)
+            root: \(host.root)
+            roles: [gateway, \(component(index))]
+            host_key: \(host.hostKeyLine)
+        variables:
+          max_tokens: \(maxTokens)
+          api_key: env:MERIDIAN_TEST_API_KEY
+        config:
+          - { template: templates/server.yaml.tmpl, destination: config/\(component(index))/server.yaml, component: \(component(index)) }
+          - { template: templates/secret.yaml.tmpl, destination: config/\(component(index))/secret.yaml, component: \(component(index)) }
+        policies: [residency]
+
+        """
+        if let version { text += "versions:\n  \(component(index)): \(version)\n" }
+        try text.write(to: directory.appendingPathComponent("regions/\(region).yaml"), atomically: true, encoding: .utf8)
+    }
+
+    var path: String { directory.path }
+    var statePath: String { directory.appendingPathComponent(".meridian/state.db").path }
+
+    func meridian(_ arguments: [String]) throws -> CLIRun {
+        try CLI.run(arguments + ["--fleet", path], environment: ["MERIDIAN_TEST_API_KEY": "s3cret-value"])
+    }
+
+    /// Stops every component process the tests started (they outlive sshd), then removes the fleet.
+    func tearDown() {
+        for host in cluster.hosts {
+            let run = host.root + "/run"
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: run)) ?? [] where name.hasSuffix(".pid") {
+                if let text = try? String(contentsOfFile: run + "/" + name, encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1 {
+                    kill(-pid, SIGKILL)
+                    kill(pid, SIGKILL)
+                }
+            }
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
