@@ -30,8 +30,12 @@ public struct DesiredStateRenderer: Sendable {
     public let templates: [String: String]
     /// "component@version" → the prepared artifact.
     public let artifacts: [String: PreparedArtifact]
+    /// Whether a component version without a prepared artifact is an error;
+    /// `validate` renders without artifacts, only to check the templates.
+    public let requireArtifacts: Bool
 
-    public init(fleet: Fleet, bundles: [GovernanceBundle], templates: [String: String], artifacts: [PreparedArtifact]) {
+    public init(fleet: Fleet, bundles: [GovernanceBundle], templates: [String: String], artifacts: [PreparedArtifact], requireArtifacts: Bool = true) {
+        self.requireArtifacts = requireArtifacts
         self.fleet = fleet
         self.bundles = Dictionary(uniqueKeysWithValues: bundles.map { ($0.region, $0) })
         self.templates = templates
@@ -80,7 +84,7 @@ public struct DesiredStateRenderer: Sendable {
             case .failure(let failure):
                 let location = fleet.location(region.file, "\(path).template")
                 for message in failure.messages {
-                    diagnostics.error(location, "\(path).template", "\(message) (rendering for host \(host.name))")
+                    diagnostics.error(location, "\(path).template", message)
                 }
             }
         }
@@ -88,6 +92,7 @@ public struct DesiredStateRenderer: Sendable {
             guard let component = fleet.component(named: name), let version = fleet.version(of: name, in: region) else { continue }
             let key = "\(name)@\(version)"
             guard let artifact = artifacts[key] else {
+                guard requireArtifacts else { continue }
                 diagnostics.error(fleet.location(FleetLoaderPaths.settings, "components.\(name).artifact"), "components.\(name).artifact",
                                   "no artifact for \(name) \(version) (\(component.artifact.resolved(for: version))): add it to the fleet repository")
                 continue

@@ -31,6 +31,22 @@ import MeridianBasics
         #expect(run.stderr.contains("meridian.yaml:6:5: defaults.ssh.prot: unknown key \"prot\"; did you mean \"port\"?"))
     }
 
+    @Test func aMissingTemplateVariableIsAValidationError() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("meridian-template-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        for item in ["meridian.yaml", "regions", "policies", "templates"] {
+            try FileManager.default.copyItem(at: CLI.repositoryRoot.appendingPathComponent(item), to: folder.appendingPathComponent(item))
+        }
+        let template = folder.appendingPathComponent("templates/knowledge-base.yaml.tmpl")
+        let text = try String(contentsOf: template, encoding: .utf8).replacingOccurrences(of: "vars.log_level", with: "vars.log_levle")
+        try text.write(to: template, atomically: true, encoding: .utf8)
+        let run = try CLI.run(["validate", "--fleet", folder.path])
+        #expect(run.status == 65)
+        #expect(run.stderr.contains("regions/us-east.yaml:18:15: config[1].template: templates/knowledge-base.yaml.tmpl:5:12: missing variable `vars.log_levle`: define it in the region's variables or add `| default \"…\"`"), "\(run.stderr)")
+        #expect(run.stderr.hasSuffix("5 errors, 0 warnings.\n"), "one error per region, not per host")
+    }
+
     @Test func routesAndBundleMatchGolden() throws {
         try CLI.expectGolden(try CLI.run(["routes"]), "routes/example.text")
         try CLI.expectGolden(try CLI.run(["routes", "--format", "json", "--jurisdiction", "UK"]), "routes/uk.json")
