@@ -67,7 +67,11 @@ struct ApplyCommand: AsyncParsableCommand {
         )
         let report: ApplyReport
         do {
-            report = try await engine.apply(plan, fleet: fleet, events: ApplyProgress.line)
+            // A live view on a terminal, plain lines otherwise (logs, CI).
+            let live = ApplyLiveView.isAvailable ? ApplyLiveView(plan: plan) : nil
+            let events: @Sendable (ApplyEvent) -> Void
+            if let live { events = { live.handle($0) } } else { events = ApplyProgress.line }
+            report = try await engine.apply(plan, fleet: fleet, events: events)
         } catch let refusal as ApplyRefusal {
             Output.error("error: \(refusal)")
             switch refusal {
