@@ -9,6 +9,12 @@ public struct DriftRemedyOutcome: Sendable {
     /// A sentence: done, skipped and why, or the error.
     public var result: String
     public var succeeded: Bool
+
+    public init(remedy: DriftRemedy, result: String, succeeded: Bool) {
+        self.remedy = remedy
+        self.result = result
+        self.succeeded = succeeded
+    }
 }
 
 /// Carries out the remedies `DriftRemediationPlanner` chose. Stale locks are
