@@ -168,9 +168,10 @@ final class DriftJob: @unchecked Sendable {
         var decided = remedies
         var remediation: DriftApplyRemediation?
         let planning = PlanEngine(fleet: engine.fleet, fleetRoot: engine.fleetRoot, bundles: GovernanceBundle.renderAll(engine.fleet).0)
+        let secrets = LocalSecretResolver(environment: ProcessInfo.processInfo.environment, baseDirectory: engine.fleetRoot)
         if remedies.contains(where: { if case .throughApply = $0 { return true } else { return false } }) {
             do {
-                let planned = try await DriftRemediator.planThroughApply(remedies, evidence: result.evidence, planning: planning, parallelism: engine.parallelism)
+                let planned = try await DriftRemediator.planThroughApply(remedies, evidence: result.evidence, planning: planning, secrets: secrets, parallelism: engine.parallelism)
                 for failure in planned.failures { Output.error("warning: \(failure)") }
                 decided = planned.remedies
                 remediation = planned
@@ -194,7 +195,7 @@ final class DriftJob: @unchecked Sendable {
             if let remediation, remediation.remedies.contains(where: { if case .throughApply = $0 { return true } else { return false } }) {
                 let apply = ApplyEngine(planning: planning,
                                         store: engine.store,
-                                        secrets: LocalSecretResolver(environment: ProcessInfo.processInfo.environment, baseDirectory: engine.fleetRoot),
+                                        secrets: secrets,
                                         parallelism: engine.parallelism)
                 outcomes += try await DriftRemediator.applyThroughApply(remediation, apply: apply)
             }

@@ -1,4 +1,5 @@
 import Foundation
+import MeridianBasics
 import MeridianPlanning
 import MeridianSSH
 import MeridianState
@@ -138,10 +139,13 @@ public struct DriftApplyRemediation: Sendable {
 
 extension DriftRemediator {
     /// Plans the regions of the `.throughApply` remedies with `planning` and
-    /// keeps only the actions that fix them. A host whose manifest apply would
-    /// rewrite differently (a change is pending in the fleet) is left out, so
-    /// the manifest never records what was not applied.
-    public static func planThroughApply(_ remedies: [DriftRemedy], evidence: [String: HostDriftEvidence], planning: PlanEngine, parallelism: Int) async throws -> DriftApplyRemediation {
+    /// keeps only the actions that fix them. A host is left out when apply
+    /// would change more there than the kept actions: when the manifest it
+    /// would write differs (a change is pending in the fleet, and the manifest
+    /// would record what was not applied), or when a sensitive file it does
+    /// not write renders, with `secrets`, to other bytes than the host's copy
+    /// (apply rewrites those on its own).
+    public static func planThroughApply(_ remedies: [DriftRemedy], evidence: [String: HostDriftEvidence], planning: PlanEngine, secrets: any SecretResolver, parallelism: Int) async throws -> DriftApplyRemediation {
         let wanted = remedies.compactMap { remedy -> String? in
             if case .throughApply(let finding, _) = remedy { return finding.region }
             return nil
@@ -152,25 +156,40 @@ extension DriftRemediator {
         let applied = evidence.compactMapValues(\.applied)
         let desired = Dictionary(result.fleet.desired.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         var (plan, decided) = DriftApplyFilter.filter(result.plan, remedies: remedies, applied: applied, desired: desired)
-        var pendingHosts: Set<String> = []
+        var pendingHosts: [String: String] = [:]
         for host in plan.hosts {
             guard let state = desired[host.id], let previous = applied[host.id] else { continue }
             let next = ManifestBuilder.manifest(desired: state, plan: host, contents: [:], previous: previous, revision: "", appliedAt: "", appliedBy: "")
-            if !ManifestBuilder.sameContent(previous, next) { pendingHosts.insert(host.id) }
+            if !ManifestBuilder.sameContent(previous, next) { pendingHosts[host.id] = Self.pending; continue }
+            let written = Set(host.actions.filter { $0.kind == .createFile || $0.kind == .updateFile }.map(\.subject))
+            for file in state.files where file.content.isSensitive && !written.contains(file.path) {
+                guard let data = try? SensitiveRendering.render(file, secrets: secrets) else {
+                    pendingHosts[host.id] = "\(file.path) cannot be rendered with the current secrets; run `meridian plan` and `meridian apply`"
+                    break
+                }
+                switch evidence[host.id]?.observed.files[file.path] ?? .missing {
+                case .regular(let sha256, let mode, _) where sha256 == SHA256.hex(data) && mode == file.mode: continue
+                case .regular, .missing, .notRegular:
+                    pendingHosts[host.id] = "apply would also rewrite the sensitive file \(file.path), which was not named (its secrets changed, or it drifted); name it or run `meridian apply`"
+                }
+                break
+            }
         }
         if !pendingHosts.isEmpty {
             plan.regions = plan.regions.compactMap { region in
                 var region = region
-                region.hosts.removeAll { pendingHosts.contains($0.id) }
+                region.hosts.removeAll { pendingHosts[$0.id] != nil }
                 return region.hosts.isEmpty ? nil : region
             }
             decided = decided.map { remedy in
-                guard case .throughApply(let finding, _) = remedy, pendingHosts.contains("\(finding.region)/\(finding.host)") else { return remedy }
-                return .notRemediated(finding: finding, reason: "the fleet repository no longer renders what was applied to this host (a change is pending); run `meridian plan` and `meridian apply`")
+                guard case .throughApply(let finding, _) = remedy, let reason = pendingHosts["\(finding.region)/\(finding.host)"] else { return remedy }
+                return .notRemediated(finding: finding, reason: reason)
             }
         }
         return DriftApplyRemediation(plan: plan, fleet: result.fleet, remedies: decided, failures: result.failures)
     }
+
+    static let pending = "the fleet repository no longer renders what was applied to this host (a change is pending); run `meridian plan` and `meridian apply`"
 
     /// Applies the cut-down plan through the normal apply path, or refuses
     /// when it holds nothing, and says what became of each finding.

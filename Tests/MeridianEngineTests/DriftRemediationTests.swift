@@ -114,7 +114,7 @@ final class RemediationFleet: @unchecked Sendable {
     func remediate(_ kinds: Set<DriftKind>) async throws -> [DriftRemedyOutcome] {
         let result = try await drift.run()
         let remedies = DriftRemediationPlanner.plan(findings: result.report.findings, kinds: kinds, evidence: result.evidence, desired: result.desired)
-        let planned = try await DriftRemediator.planThroughApply(remedies, evidence: result.evidence, planning: planning, parallelism: 2)
+        let planned = try await DriftRemediator.planThroughApply(remedies, evidence: result.evidence, planning: planning, secrets: LocalSecretResolver(environment: [:], baseDirectory: folder), parallelism: 2)
         return try await DriftRemediator.applyThroughApply(planned, apply: apply)
     }
 
@@ -181,5 +181,30 @@ final class RemediationFleet: @unchecked Sendable {
         #expect(installed.count == 1 && installed.allSatisfy(\.succeeded), "\(installed.map(\.result))")
         #expect(try await setup.findings().isEmpty)
         #expect(FileManager.default.fileExists(atPath: root + "/releases/inference/1.0.0/bin/serve"))
+    }
+
+    @Test func anEditedFileIsRestoredUnlessAChangeIsPending() async throws {
+        let setup = try await RemediationFleet(addressPrefix: "127.0.97", port: 19581)
+        defer { setup.tearDown() }
+        try await setup.applyAll()
+        let configPath = setup.host.root + "/config/inference/server.yaml"
+        let applied = try Data(contentsOf: URL(fileURLWithPath: configPath))
+        try "edited by hand\n".write(toFile: configPath, atomically: false, encoding: .utf8)
+        let restored = try await setup.remediate([.managedFileModified])
+        #expect(restored.count == 1 && restored.allSatisfy(\.succeeded), "\(restored.map(\.result))")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: configPath)) == applied)
+        #expect(try await setup.findings().isEmpty)
+
+        // The fleet now renders other bytes: restoring would apply that pending change, so nothing is done.
+        try "port: {{ component.port }}\nmax_tokens: 200\n".write(to: setup.folder.appendingPathComponent("templates/server.yaml.tmpl"), atomically: true, encoding: .utf8)
+        try "edited again\n".write(toFile: configPath, atomically: false, encoding: .utf8)
+        let result = try await setup.drift.run()
+        let remedies = DriftRemediationPlanner.plan(findings: result.report.findings, kinds: [.managedFileModified], evidence: result.evidence, desired: result.desired)
+        let planned = try await DriftRemediator.planThroughApply(remedies, evidence: result.evidence, planning: setup.planning,
+                                                                 secrets: LocalSecretResolver(environment: [:], baseDirectory: setup.folder), parallelism: 2)
+        #expect(planned.plan.hosts.isEmpty)
+        #expect(planned.remedies.contains { if case .notRemediated(let finding, let reason) = $0 { return finding.kind == .managedFileModified && reason.contains("pending") } else { return false } })
+        await #expect(throws: RemediationRefused.self) { _ = try await DriftRemediator.applyThroughApply(planned, apply: setup.apply) }
+        #expect(try String(contentsOfFile: configPath, encoding: .utf8) == "edited again\n")
     }
 }
