@@ -207,12 +207,19 @@ extension DriftRemediator {
                 for host in hosts { failed["\(host.region)/\(host.host)"] = host.reason }
             }
         }
-        return named.map { remedy in
+        let outcomes = named.map { remedy in
             let finding = remedy.finding
             if let reason = failed["\(finding.region)/\(finding.host)"] {
                 return DriftRemedyOutcome(remedy: remedy, result: "apply \(report.run) failed: \(reason)", succeeded: false)
             }
             return DriftRemedyOutcome(remedy: remedy, result: "fixed by apply \(report.run)", succeeded: true)
         }
+        // Apply audits its plan; this entry says which findings that plan was cut for.
+        let fixed = outcomes.filter(\.succeeded).map { "\($0.remedy.finding.region)/\($0.remedy.finding.host) \($0.remedy.finding.kind.rawValue) \($0.remedy.finding.subject)" }
+        _ = try? await apply.store.appendAudit(AuditRecord(actor: apply.identity.actor, action: "drift.remediate",
+                                                           subject: remediation.plan.regions.map(\.name).joined(separator: " "),
+                                                           detail: JSONDetail(["run": "\(report.run.rawValue)", "plan": report.planHash,
+                                                                               "fixed": fixed.joined(separator: "; "), "failed": "\(outcomes.count - fixed.count)"])))
+        return outcomes
     }
 }

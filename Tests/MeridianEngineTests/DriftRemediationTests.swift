@@ -146,6 +146,7 @@ final class RemediationFleet: @unchecked Sendable {
         #expect(try String(contentsOfFile: configPath, encoding: .utf8) == "edited by hand\n")
         let audit = try await setup.store.auditLog(afterSeq: 0, limit: 100)
         #expect(audit.contains { $0.action == "apply" }, "the normal apply path left its audit entry")
+        #expect(audit.last?.action == "drift.remediate")
 
         // A stopped process still runs but answers nothing: unhealthy, fixed by a constructed restart.
         let stopped = try setup.componentPID()
