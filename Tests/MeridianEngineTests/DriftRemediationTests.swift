@@ -207,5 +207,45 @@ final class RemediationFleet: @unchecked Sendable {
         #expect(planned.remedies.contains { if case .notRemediated(let finding, let reason) = $0 { return finding.kind == .managedFileModified && reason.contains("pending") } else { return false } })
         await #expect(throws: RemediationRefused.self) { _ = try await DriftRemediator.applyThroughApply(planned, apply: setup.apply) }
         #expect(try String(contentsOfFile: configPath, encoding: .utf8) == "edited again\n")
+
+        // The same through the command line, once the fleet renders the applied bytes again:
+        // `--dry-run` shows the cut plan's action, then the fix.
+        try "port: {{ component.port }}\nmax_tokens: 100\n".write(to: setup.folder.appendingPathComponent("templates/server.yaml.tmpl"), atomically: true, encoding: .utf8)
+        try setup.killComponent()
+        let dry = try setup.meridian(["drift", "--remediate", "component-down", "--dry-run"])
+        #expect(dry.output.contains("Would remediate:") && dry.output.contains("restart_component") && dry.output.contains("component-down"), "\(dry.output)")
+        let fixed = try setup.meridian(["drift", "--remediate", "component-down"])
+        #expect(fixed.output.contains("fixed  eu-west/\(setup.host.name) component-down"), "\(fixed.output)")
+        #expect(fixed.output.contains("NOT FIXED") == false)
+        #expect(fixed.status == 2, "the run still found drift: the edited file")
+        #expect(try await setup.findings().map(\.kind) == [.managedFileModified])
+    }
+}
+
+extension RemediationFleet {
+    /// Runs the `meridian` binary built beside the tests against this fleet and store.
+    func meridian(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        var folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        var executable: URL?
+        for _ in 0..<4 where executable == nil {
+            let candidate = folder.appendingPathComponent("meridian")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { executable = candidate }
+            folder.deleteLastPathComponent()
+        }
+        let process = Process()
+        process.executableURL = try #require(executable, "the meridian binary is built beside the tests")
+        process.arguments = arguments + ["--fleet", self.folder.path, "--state", cluster.directory + "/state.db"]
+        process.environment = ["PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "HOME": FileManager.default.temporaryDirectory.path, "NO_COLOR": "1"]
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("meridian-remediate-\(UUID().uuidString.prefix(8)).out")
+        FileManager.default.createFile(atPath: output.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: output)
+        defer { try? FileManager.default.removeItem(at: output) }
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        try handle.close()
+        return (process.terminationStatus, (try? String(contentsOf: output, encoding: .utf8)) ?? "")
     }
 }
