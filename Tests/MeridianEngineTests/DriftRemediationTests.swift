@@ -232,12 +232,13 @@ extension RemediationFleet {
             if FileManager.default.isExecutableFile(atPath: candidate.path) { executable = candidate }
             folder.deleteLastPathComponent()
         }
+        guard let executable else { throw FleetDidNotLoad(diagnostics: "the meridian binary is not built beside the tests") }
         let process = Process()
-        process.executableURL = try #require(executable, "the meridian binary is built beside the tests")
+        process.executableURL = executable
         process.arguments = arguments + ["--fleet", self.folder.path, "--state", cluster.directory + "/state.db"]
         process.environment = ["PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "HOME": FileManager.default.temporaryDirectory.path, "NO_COLOR": "1"]
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("meridian-remediate-\(UUID().uuidString.prefix(8)).out")
-        FileManager.default.createFile(atPath: output.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         let handle = try FileHandle(forWritingTo: output)
         defer { try? FileManager.default.removeItem(at: output) }
         process.standardOutput = handle
