@@ -154,22 +154,59 @@ final class DriftJob: @unchecked Sendable {
             let remedies = DriftRemediationPlanner.plan(findings: report.findings, kinds: command.remediationKinds, evidence: result.evidence, desired: result.desired)
             if remedies.isEmpty {
                 Output.line("Nothing to remediate for \(command.remediationKinds.map(\.rawValue).sorted().joined(separator: ", ")).")
-            } else if command.dryRun {
-                Output.line("Would remediate:")
-                for remedy in remedies { Output.line("  \(remedy.summary)") }
             } else {
-                do {
-                    let outcomes = try await DriftRemediator(engine: engine).execute(remedies)
-                    Output.line("Remediation:")
-                    for outcome in outcomes {
-                        let finding = outcome.remedy.finding
-                        Output.line("  \(outcome.succeeded ? "fixed" : "NOT FIXED")  \(finding.region)/\(finding.host) \(finding.kind.rawValue) \(finding.subject): \(outcome.result)")
-                    }
-                } catch {
-                    Output.error("error: remediation: \(error)")
-                    status = ExitStatus.failure
-                }
+                status = max(status, await remediate(remedies, result: result))
             }
+        }
+        return status
+    }
+
+    /// Removes stale locks directly, then fixes the other named findings
+    /// with a plan cut down to their actions, through the apply engine.
+    func remediate(_ remedies: [DriftRemedy], result: DriftRunResult) async -> Int32 {
+        var status = ExitStatus.success
+        var decided = remedies
+        var remediation: DriftApplyRemediation?
+        let planning = PlanEngine(fleet: engine.fleet, fleetRoot: engine.fleetRoot, bundles: GovernanceBundle.renderAll(engine.fleet).0)
+        let secrets = LocalSecretResolver(environment: ProcessInfo.processInfo.environment, baseDirectory: engine.fleetRoot)
+        if remedies.contains(where: { if case .throughApply = $0 { return true } else { return false } }) {
+            do {
+                let planned = try await DriftRemediator.planThroughApply(remedies, evidence: result.evidence, planning: planning, secrets: secrets, parallelism: engine.parallelism)
+                for failure in planned.failures { Output.error("warning: \(failure)") }
+                decided = planned.remedies
+                remediation = planned
+            } catch {
+                Output.error("error: remediation: \(error)")
+                return ExitStatus.failure
+            }
+        }
+        if command.dryRun {
+            Output.line("Would remediate:")
+            for remedy in decided { Output.line("  \(remedy.summary)") }
+            return status
+        }
+        var outcomes: [DriftRemedyOutcome] = decided.compactMap {
+            if case .notRemediated(_, let reason) = $0 { return DriftRemedyOutcome(remedy: $0, result: reason, succeeded: false) }
+            return nil
+        }
+        do {
+            let direct = decided.filter { if case .removeStaleLock = $0 { return true } else { return false } }
+            if !direct.isEmpty { outcomes += try await DriftRemediator(engine: engine).execute(direct) }
+            if let remediation, remediation.remedies.contains(where: { if case .throughApply = $0 { return true } else { return false } }) {
+                let apply = ApplyEngine(planning: planning,
+                                        store: engine.store,
+                                        secrets: secrets,
+                                        parallelism: engine.parallelism)
+                outcomes += try await DriftRemediator.applyThroughApply(remediation, apply: apply)
+            }
+        } catch {
+            Output.error("error: remediation: \(error)")
+            status = ExitStatus.failure
+        }
+        Output.line("Remediation:")
+        for outcome in outcomes {
+            let finding = outcome.remedy.finding
+            Output.line("  \(outcome.succeeded ? "fixed" : "NOT FIXED")  \(finding.region)/\(finding.host) \(finding.kind.rawValue) \(finding.subject): \(outcome.result)")
         }
         return status
     }

@@ -1,4 +1,5 @@
 import Foundation
+import MeridianBasics
 import MeridianPlanning
 import MeridianSSH
 import MeridianState
@@ -9,12 +10,19 @@ public struct DriftRemedyOutcome: Sendable {
     /// A sentence: done, skipped and why, or the error.
     public var result: String
     public var succeeded: Bool
+
+    public init(remedy: DriftRemedy, result: String, succeeded: Bool) {
+        self.remedy = remedy
+        self.result = result
+        self.succeeded = succeeded
+    }
 }
 
-/// Carries out the remedies `DriftRemediationPlanner` chose, the way apply
-/// changes hosts: a run of kind apply holding the regions' leases, a journal
-/// step per remedy, the host's lock around file writes, and an audit entry.
-/// Invariant: it only acts on `.removeStaleLock` and `.restoreFile`.
+/// Carries out the remedies `DriftRemediationPlanner` chose. Stale locks are
+/// removed directly (a run of kind apply holding the regions' leases, a
+/// journal step per lock, an audit entry): apply itself cannot, as the lock
+/// blocks it. Everything else goes through `ApplyEngine` with a plan cut down
+/// by `DriftApplyFilter`. Invariant: `execute` only acts on `.removeStaleLock`.
 public struct DriftRemediator: Sendable {
     public let engine: DriftEngine
     public var leaseTTL: Duration = .seconds(300)
@@ -26,13 +34,15 @@ public struct DriftRemediator: Sendable {
     public func execute(_ remedies: [DriftRemedy]) async throws -> [DriftRemedyOutcome] {
         let actionable = remedies.filter {
             switch $0 {
-            case .removeStaleLock, .restoreFile: return true
-            case .notRemediated: return false
+            case .removeStaleLock: return true
+            case .throughApply, .notRemediated: return false
             }
         }
         var outcomes: [DriftRemedyOutcome] = remedies.compactMap {
-            if case .notRemediated(_, let reason) = $0 { return DriftRemedyOutcome(remedy: $0, result: reason, succeeded: false) }
-            return nil
+            switch $0 {
+            case .notRemediated(_, let reason): return DriftRemedyOutcome(remedy: $0, result: reason, succeeded: false)
+            case .removeStaleLock, .throughApply: return nil
+            }
         }
         guard !actionable.isEmpty else { return outcomes }
         let store = engine.store
@@ -71,19 +81,17 @@ public struct DriftRemediator: Sendable {
     }
 
     static func isPlanOnly(_ remedy: DriftRemedy) -> Bool {
-        if case .notRemediated = remedy { return true }
-        return false
+        switch remedy {
+        case .notRemediated, .throughApply: return true
+        case .removeStaleLock: return false
+        }
     }
 
     static func remedy(_ remedies: [DriftRemedy], on session: SSHSession, run: RunID, store: any StateStore) async -> [DriftRemedyOutcome] {
         var outcomes: [DriftRemedyOutcome] = []
         let region = session.endpoint.region
         let host = session.endpoint.hostName
-        // Stale locks go first: file writes need the host's lock, which a stale one blocks.
-        let ordered = remedies.filter { if case .removeStaleLock = $0 { return true } else { return false } }
-            + remedies.filter { if case .removeStaleLock = $0 { return false } else { return true } }
-        var heldLock: (root: String, runID: String)?
-        for remedy in ordered {
+        for remedy in remedies {
             let step = try? await store.beginStep(StepStart(run: run, region: region, host: host, step: "drift-remediate", detail: JSONDetail(["what": remedy.summary])))
             var outcome: DriftRemedyOutcome
             do {
@@ -97,24 +105,8 @@ public struct DriftRemediator: Sendable {
                     case .kept(let lock):
                         outcome = DriftRemedyOutcome(remedy: remedy, result: "kept the lock: it is now held by \(lock.holder) for run \(lock.runID) and is not stale", succeeded: false)
                     }
-                case .restoreFile(_, let root, let path, let content, let mode):
-                    if heldLock == nil {
-                        let runID = "drift-remediate-\(run.rawValue)"
-                        let request = LockRequest(holder: "\(ProcessIdentity.current().actor) (meridian drift --remediate)", runID: runID, pid: Int(getpid()), ttlSeconds: 300)
-                        let observation = try await HostObserver.observe(ObserveScript(root: root, files: [], listedFolders: [], lock: request), on: session)
-                        switch observation.lock {
-                        case .acquired, .tookOver: heldLock = (root, runID)
-                        case .heldByOther(let lock):
-                            throw RemediationRefused(reason: "another run holds the host's lock (\(lock.map { "\($0.holder), run \($0.runID)" } ?? "unknown holder"))")
-                        case .failed(let reason): throw RemediationRefused(reason: "could not take the host's lock: \(reason)")
-                        case .notRequested: throw RemediationRefused(reason: "the host's lock was not taken")
-                        }
-                    }
-                    let destination = root.hasSuffix("/") ? root + path : root + "/" + path
-                    _ = try await session.upload(content, to: destination, mode: UInt32(mode))
-                    outcome = DriftRemedyOutcome(remedy: remedy, result: "restored \(path) as applied", succeeded: true)
-                case .notRemediated(_, let reason):
-                    outcome = DriftRemedyOutcome(remedy: remedy, result: reason, succeeded: false)
+                case .throughApply, .notRemediated:
+                    outcome = DriftRemedyOutcome(remedy: remedy, result: "not carried out here", succeeded: false)
                 }
             } catch {
                 outcome = DriftRemedyOutcome(remedy: remedy, result: "\(error)", succeeded: false)
@@ -124,15 +116,110 @@ public struct DriftRemediator: Sendable {
             }
             outcomes.append(outcome)
         }
-        if let heldLock {
-            _ = try? await session.run(HostObserver.shell, stdin: Data(ReleaseLockScript(root: heldLock.root, runID: heldLock.runID).script.utf8))
-        }
         return outcomes
     }
 }
 
-/// A remedy was not carried out because the host was not safe to change.
-struct RemediationRefused: Error, CustomStringConvertible {
-    var reason: String
-    var description: String { "not changed: \(reason)" }
+/// Remediation through apply was not started: nothing was changed.
+public struct RemediationRefused: Error, Sendable, CustomStringConvertible {
+    public var reason: String
+    public var description: String { "drift remediation changed nothing: \(reason)" }
+}
+
+/// The plan drift remediation hands to apply, the fleet it was made from,
+/// and what becomes of each named finding. Invariant: `plan` holds only
+/// actions named by a `.throughApply` remedy in `remedies`.
+public struct DriftApplyRemediation: Sendable {
+    public var plan: Plan
+    public var fleet: DesiredFleet
+    public var remedies: [DriftRemedy]
+    /// Hosts whose regions could not be planned.
+    public var failures: [HostFailure]
+}
+
+extension DriftRemediator {
+    /// Plans the regions of the `.throughApply` remedies with `planning` and
+    /// keeps only the actions that fix them. A host is left out when apply
+    /// would change more there than the kept actions: when the manifest it
+    /// would write differs (a change is pending in the fleet, and the manifest
+    /// would record what was not applied), or when a sensitive file it does
+    /// not write renders, with `secrets`, to other bytes than the host's copy
+    /// (apply rewrites those on its own).
+    public static func planThroughApply(_ remedies: [DriftRemedy], evidence: [String: HostDriftEvidence], planning: PlanEngine, secrets: any SecretResolver, parallelism: Int) async throws -> DriftApplyRemediation {
+        let wanted = remedies.compactMap { remedy -> String? in
+            if case .throughApply(let finding, _) = remedy { return finding.region }
+            return nil
+        }
+        let regions = Array(Set(wanted)).sorted()
+        guard !regions.isEmpty else { throw RemediationRefused(reason: "no named finding is fixed through apply") }
+        let result = try await planning.plan(regions: regions, parallelism: parallelism)
+        let applied = evidence.compactMapValues(\.applied)
+        let desired = Dictionary(result.fleet.desired.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var (plan, decided) = DriftApplyFilter.filter(result.plan, remedies: remedies, applied: applied, desired: desired)
+        var pendingHosts: [String: String] = [:]
+        for host in plan.hosts {
+            guard let state = desired[host.id], let previous = applied[host.id] else { continue }
+            let next = ManifestBuilder.manifest(desired: state, plan: host, contents: [:], previous: previous, revision: "", appliedAt: "", appliedBy: "")
+            if !ManifestBuilder.sameContent(previous, next) { pendingHosts[host.id] = Self.pending; continue }
+            let written = Set(host.actions.filter { $0.kind == .createFile || $0.kind == .updateFile }.map(\.subject))
+            for file in state.files where file.content.isSensitive && !written.contains(file.path) {
+                guard let data = try? SensitiveRendering.render(file, secrets: secrets) else {
+                    pendingHosts[host.id] = "\(file.path) cannot be rendered with the current secrets; run `meridian plan` and `meridian apply`"
+                    break
+                }
+                switch evidence[host.id]?.observed.files[file.path] ?? .missing {
+                case .regular(let sha256, let mode, _) where sha256 == SHA256.hex(data) && mode == file.mode: continue
+                case .regular, .missing, .notRegular:
+                    pendingHosts[host.id] = "apply would also rewrite the sensitive file \(file.path), which was not named (its secrets changed, or it drifted); name it or run `meridian apply`"
+                }
+                break
+            }
+        }
+        if !pendingHosts.isEmpty {
+            plan.regions = plan.regions.compactMap { region in
+                var region = region
+                region.hosts.removeAll { pendingHosts[$0.id] != nil }
+                return region.hosts.isEmpty ? nil : region
+            }
+            decided = decided.map { remedy in
+                guard case .throughApply(let finding, _) = remedy, let reason = pendingHosts["\(finding.region)/\(finding.host)"] else { return remedy }
+                return .notRemediated(finding: finding, reason: reason)
+            }
+        }
+        return DriftApplyRemediation(plan: plan, fleet: result.fleet, remedies: decided, failures: result.failures)
+    }
+
+    static let pending = "the fleet repository no longer renders what was applied to this host (a change is pending); run `meridian plan` and `meridian apply`"
+
+    /// Applies the cut-down plan through the normal apply path, or refuses
+    /// when it holds nothing, and says what became of each finding.
+    public static func applyThroughApply(_ remediation: DriftApplyRemediation, apply: ApplyEngine) async throws -> [DriftRemedyOutcome] {
+        let named = remediation.remedies.filter { if case .throughApply = $0 { return true } else { return false } }
+        guard !remediation.plan.hosts.isEmpty, !named.isEmpty else {
+            throw RemediationRefused(reason: "no planned action fixes the named findings without applying something else")
+        }
+        let report = try await apply.apply(remediation.plan, fleet: remediation.fleet)
+        var failed: [String: String] = [:]
+        for region in report.regions {
+            switch region.result {
+            case .applied: continue
+            case .failed(let hosts), .locked(let hosts):
+                for host in hosts { failed["\(host.region)/\(host.host)"] = host.reason }
+            }
+        }
+        let outcomes = named.map { remedy in
+            let finding = remedy.finding
+            if let reason = failed["\(finding.region)/\(finding.host)"] {
+                return DriftRemedyOutcome(remedy: remedy, result: "apply \(report.run) failed: \(reason)", succeeded: false)
+            }
+            return DriftRemedyOutcome(remedy: remedy, result: "fixed by apply \(report.run)", succeeded: true)
+        }
+        // Apply audits its plan; this entry says which findings that plan was cut for.
+        let fixed = outcomes.filter(\.succeeded).map { "\($0.remedy.finding.region)/\($0.remedy.finding.host) \($0.remedy.finding.kind.rawValue) \($0.remedy.finding.subject)" }
+        _ = try? await apply.store.appendAudit(AuditRecord(actor: apply.identity.actor, action: "drift.remediate",
+                                                           subject: remediation.plan.regions.map(\.name).joined(separator: " "),
+                                                           detail: JSONDetail(["run": "\(report.run.rawValue)", "plan": report.planHash,
+                                                                               "fixed": fixed.joined(separator: "; "), "failed": "\(outcomes.count - fixed.count)"])))
+        return outcomes
+    }
 }

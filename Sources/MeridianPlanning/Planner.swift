@@ -107,6 +107,18 @@ public enum Planner {
                 ))
                 continue
             }
+            // The manifest says this version is active, but the slot's link was
+            // changed by hand: relinking needs the stop, link, start of an upgrade.
+            let target = observed.slotTarget(component: layout.component, slot: slot)
+            if recorded != nil, versionFromLink(target, component: layout.component) != layout.version {
+                upgrades.append(PlanAction(
+                    id: actionID(.upgradeComponent, layout.component), kind: .upgradeComponent, subject: layout.component,
+                    component: layout.component, fromVersion: current, toVersion: layout.version,
+                    strategy: .recreate, slot: slot, port: layout.port(slot),
+                    reasons: [target.map { "slot link points at \($0)" } ?? "slot link is missing"]
+                ))
+                continue
+            }
             var reasons: [String] = []
             if let paths = changedPaths[layout.component] { reasons.append("configuration changed: \(paths.joined(separator: ", "))") }
             if let recorded, recorded.slot(slot).port != layout.port(slot) {

@@ -175,9 +175,16 @@ import MeridianBasics
         ], releases: [], components: [])
         let remedies = DriftRemediationPlanner.plan(findings: findings, kinds: [.managedFileMissing, .bundleMismatch], evidence: ["eu/h1": evidence], desired: ["eu/h1": desired])
         #expect(remedies.count == 2, "the lock was not named")
-        #expect(remedies.contains(.restoreFile(finding: findings.first { $0.kind == .managedFileMissing }!, root: Self.root, path: "config/inference.yaml", content: Self.config, mode: 0o644)))
+        #expect(remedies.allSatisfy { if case .throughApply(_, let actions) = $0 { return actions.isEmpty } else { return false } })
+        // The full plan also rewrites the bundle; the cut keeps only the applied file's write.
+        let plan = Planner.plan(desired: [desired], observed: ["eu/h1": observed], basis: PlanBasis(fleetFiles: [:], gitCommit: nil))
+        #expect(plan.hosts[0].actions.contains { $0.subject == "governance/bundle.json" })
+        let (cut, decided) = DriftApplyFilter.filter(plan, remedies: remedies, applied: ["eu/h1": Self.applied], desired: ["eu/h1": desired])
+        #expect(cut.hosts.map(\.id) == ["eu/h1"])
+        #expect(cut.hosts[0].actions.map(\.subject) == ["config/inference.yaml"])
+        #expect(decided.contains { if case .throughApply(let f, let actions) = $0 { return f.kind == .managedFileMissing && actions.count == 1 } else { return false } })
         // The bundle in git changed since the apply: restoring would apply a pending change, so it is not done.
-        #expect(remedies.contains { if case .notRemediated(let f, _) = $0 { return f.kind == .bundleMismatch } else { return false } })
+        #expect(decided.contains { if case .notRemediated(let f, _) = $0 { return f.kind == .bundleMismatch } else { return false } })
         let lockOnly = DriftRemediationPlanner.plan(findings: findings, kinds: [.lockLeftBehind], evidence: ["eu/h1": evidence], desired: ["eu/h1": desired])
         #expect(lockOnly == [.removeStaleLock(finding: findings.first { $0.kind == .lockLeftBehind }!, root: Self.root, runID: "9", leaseFree: true)])
     }

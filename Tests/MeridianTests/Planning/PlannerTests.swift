@@ -118,6 +118,19 @@ import MeridianBasics
         ])
     }
 
+    @Test func swappedSlotLinkIsRelinkedAndRestarted() throws {
+        let desired = PlanFixtures.desired[1]
+        var observed = PlanFixtures.observedInSync(desired)
+        let index = try #require(observed.slots.firstIndex { $0.component == "inference" })
+        let slot = observed.slots[index].slot
+        observed.slots[index].target = "/srv/meridian/releases/inference/0.9.0"
+        let plan = Planner.plan(desired: [desired], observed: [desired.id: observed], basis: PlanFixtures.basis)
+        let upgrade = try #require(plan.hosts[0].actions.first { $0.subject == "inference" })
+        #expect(upgrade.kind == .upgradeComponent && upgrade.slot == slot)
+        #expect(upgrade.reasons == ["slot link points at /srv/meridian/releases/inference/0.9.0"])
+        #expect(upgrade.toVersion == upgrade.fromVersion, "the same version, relinked")
+    }
+
     @Test func modeChangeAndUnknownPreviousContent() throws {
         var desired = PlanFixtures.desired[1]
         desired.files[0].mode = 0o640
