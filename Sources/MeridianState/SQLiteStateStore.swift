@@ -41,12 +41,25 @@ public final class SQLiteStateStore: StateStore {
         configuration.busyMode = .timeout(busyTimeout)
         configuration.journalMode = .wal
 
-        do {
-            pool = try DatabasePool(path: path, configuration: configuration)
-            try Self.migrate(pool, path: path)
-        } catch {
-            throw Self.translate(error, path: path, busyTimeout: busyTimeout)
+        // Opening a fresh file switches it to WAL and migrates it; when other
+        // processes do the same at the same moment, SQLite can answer BUSY at
+        // once instead of calling the busy handler (a journal-mode change or a
+        // read-to-write upgrade). Such an open is retried with a short random
+        // pause until the busy timeout has passed.
+        let deadline = Date().addingTimeInterval(busyTimeout)
+        var opened: DatabasePool?
+        while opened == nil {
+            do {
+                let candidate = try DatabasePool(path: path, configuration: configuration)
+                try Self.migrate(candidate, path: path)
+                opened = candidate
+            } catch let error as DatabaseError where [.SQLITE_BUSY, .SQLITE_LOCKED].contains(error.resultCode) && Date() < deadline {
+                usleep(UInt32.random(in: 20_000...120_000))
+            } catch {
+                throw Self.translate(error, path: path, busyTimeout: busyTimeout)
+            }
         }
+        pool = opened!
     }
 
     /// Brings the file to the newest schema, refusing one from a newer build.
