@@ -29,22 +29,8 @@ public enum SensitiveRendering {
         }
     }
 
-    /// A JSON string literal, as the template's `json` filter writes one.
-    static func jsonQuoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
-            }
-        }
-        return out + "\""
-    }
+    /// A JSON string literal, exactly as the template's `json` filter writes one.
+    static func jsonQuoted(_ text: String) -> String { Template.jsonQuoted(text) }
 }
 
 /// A sensitive file whose secrets could not be read at apply time.

@@ -248,7 +248,7 @@ public struct Template: Equatable, Sendable {
     }
 
     /// A JSON string literal for `text` (RFC 8259 escapes, non-ASCII kept as is).
-    static func jsonQuoted(_ text: String) -> String {
+    public static func jsonQuoted(_ text: String) -> String {
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {
