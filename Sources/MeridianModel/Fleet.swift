@@ -185,7 +185,7 @@ public enum ArtifactSource: Sendable, Equatable {
 }
 
 /// The two side-by-side slots of a component.
-public enum Slot: String, Sendable, Codable, CaseIterable, Hashable {
+public enum Slot: String, Sendable, Codable, CaseIterable, Hashable, Comparable {
     case blue
     case green
 
@@ -195,6 +195,8 @@ public enum Slot: String, Sendable, Codable, CaseIterable, Hashable {
         case .green: return .blue
         }
     }
+
+    public static func < (a: Slot, b: Slot) -> Bool { a.rawValue < b.rawValue }
 }
 
 /// Each slot of a component listens on its own port on 127.0.0.1.

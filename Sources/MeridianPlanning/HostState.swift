@@ -2,21 +2,8 @@ import Foundation
 import MeridianModel
 import MeridianBasics
 
-/// One of the two side-by-side installs of a component on a host.
-public enum SlotName: String, Codable, Sendable, CaseIterable, Comparable {
-    case blue
-    case green
-
-    /// The slot that is not `self`: where the next blue-green release goes.
-    public var other: SlotName {
-        switch self {
-        case .blue: return .green
-        case .green: return .blue
-        }
-    }
-
-    public static func < (lhs: SlotName, rhs: SlotName) -> Bool { lhs.rawValue < rhs.rawValue }
-}
+/// The plan layer's name for the model's `Slot` (blue or green): one type, two names.
+public typealias SlotName = Slot
 
 /// What a managed file holds in desired state. Invariant: a `.sensitive`
 /// file carries only its masked rendering (secrets replaced by placeholders)
