@@ -188,7 +188,14 @@ public enum RemoteScripts {
           kill -s TERM -- "-$pid" 2>/dev/null || kill -s TERM "$pid" 2>/dev/null || true
           i=0
           while alive "$pid" && [ "$i" -lt \(max(1, graceSeconds) * 10) ]; do sleep 0.1; i=$((i + 1)); done
-          if alive "$pid"; then kill -s KILL -- "-$pid" 2>/dev/null || kill -s KILL "$pid" 2>/dev/null || true; fi
+          if alive "$pid"; then
+            kill -s KILL -- "-$pid" 2>/dev/null || kill -s KILL "$pid" 2>/dev/null || true
+            # KILL is delivered asynchronously: wait until the process is gone, so
+            # its port is free before anything starts in its place.
+            i=0
+            while alive "$pid" && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+            if alive "$pid"; then echo "process $pid did not stop after KILL" >&2; exit 1; fi
+          fi
         fi
         rm -f -- "$p"
         """
