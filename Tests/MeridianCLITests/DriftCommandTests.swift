@@ -29,7 +29,7 @@ import MeridianTestHosts
         let folder = URL(fileURLWithPath: cluster.directory).appendingPathComponent("fleet")
         try TestFleet.write(cluster: cluster, regions: [.init(name: "eu-west", jurisdiction: "EU"), .init(name: "us-east", jurisdiction: "US")], to: folder)
         for host in cluster.hosts { try Self.apply(host) }
-        let receiver = try HTTPReceiver()
+        let receiver = try LoopbackHTTPServer()
         let out = cluster.directory + "/out"
         let state = cluster.directory + "/state.db"
         let arguments = ["drift", "--fleet", folder.path, "--state", state, "--format", "json", "--report", out + "/drift.json",

@@ -118,7 +118,7 @@ import MeridianTestHosts
     }
 
     @Test func webhookPostsTheSummaryToALoopbackReceiver() async throws {
-        let receiver = try HTTPReceiver()
+        let receiver = try LoopbackHTTPServer()
         defer { receiver.stop() }
         let url = try #require(URL(string: "http://127.0.0.1:\(receiver.port)/hooks/drift"))
         let notification = DriftNotification(fleet: "example", report: Self.report, appeared: Self.report.findings, cleared: [])

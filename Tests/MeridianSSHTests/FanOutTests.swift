@@ -49,7 +49,7 @@ import Testing
         #expect(response.status == 200)
         #expect(response.header("x-slot") == "blue")
         #expect(response.bodyText == "{\"status\":\"ok\"}")
-        let seen = try #require(server.requests.first)
+        let seen = try #require(server.requests.first?.head)
         #expect(seen.hasPrefix("GET /health?deep=1 HTTP/1.1\r\n"))
         #expect(seen.contains("Host: 127.0.0.1:\(server.port)"))
         #expect(seen.contains("Connection: close"))
