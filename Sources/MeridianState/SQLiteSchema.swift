@@ -15,6 +15,14 @@ enum SQLiteSchema {
         return migrator
     }
 
+    /// The append-only triggers of v1, recreated after a replacing import.
+    static let auditTriggers = """
+        CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        """
+
     /// Times are INTEGER milliseconds since 1970 UTC; details are JSON text.
     static let v1 = """
         CREATE TABLE runs (
