@@ -15,6 +15,8 @@ actor PostgresSessions {
     private var waiters: [CheckedContinuation<PostgresConnection?, Never>] = []
     private var nextID = 1
     private var closed = false
+    /// Once a connection worked, a failing reconnect means the server went away mid-run.
+    private var everConnected = false
 
     static let logger: Logger = {
         var logger = Logger(label: "meridian.state.postgres")
@@ -93,7 +95,12 @@ actor PostgresSessions {
         do {
             let id = nextID
             nextID += 1
-            return try await Self.connect(login, id: id)
+            let connection = try await Self.connect(login, id: id)
+            everConnected = true
+            return connection
+        } catch StateStoreError.unreachable(let location, let reason) where everConnected {
+            give(back: nil)
+            throw StateStoreError.connectionLost(location: location, reason: reason)
         } catch {
             give(back: nil)
             throw error
