@@ -37,7 +37,9 @@ public struct DesiredStateRenderer: Sendable {
     public init(fleet: Fleet, bundles: [GovernanceBundle], templates: [String: String], artifacts: [PreparedArtifact], requireArtifacts: Bool = true) {
         self.requireArtifacts = requireArtifacts
         self.fleet = fleet
-        self.bundles = Dictionary(uniqueKeysWithValues: bundles.map { ($0.region, $0) })
+        // Two region files may declare one name (validate reports it and still
+        // renders the templates): the first bundle stands for that name.
+        self.bundles = Dictionary(bundles.map { ($0.region, $0) }, uniquingKeysWith: { first, _ in first })
         self.templates = templates
         self.artifacts = Dictionary(artifacts.map { ("\($0.component)@\($0.version)", $0) }, uniquingKeysWith: { a, _ in a })
     }
