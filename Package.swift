@@ -74,7 +74,8 @@ let package = Package(
         .executableTarget(name: "meridian", dependencies: ["MeridianCLI"]),
 
         // Real sshd (and later nginx) processes on loopback addresses for
-        // integration tests, benchmarks and by-hand use.
+        // integration tests, benchmarks and by-hand use, and what every test
+        // target shares: bounded polling and a seeded random generator.
         .target(name: "MeridianTestHosts", dependencies: ["MeridianBasics"]),
 
         // Starts and stops test hosts by hand: `meridian-testhosts up --count N --dir D`.
@@ -88,7 +89,7 @@ let package = Package(
 
         .testTarget(
             name: "MeridianTests",
-            dependencies: ["MeridianBasics", "MeridianModel", "MeridianLoading", "MeridianPlanning"],
+            dependencies: ["MeridianBasics", "MeridianModel", "MeridianLoading", "MeridianPlanning", "MeridianTestHosts"],
             exclude: ["Golden"]
         ),
         .testTarget(
@@ -97,7 +98,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MeridianStateTests",
-            dependencies: ["MeridianState", "MeridianBasics", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["MeridianState", "MeridianBasics", "MeridianTestHosts", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "MeridianEngineTests",

@@ -58,14 +58,71 @@ import Testing
         let posted = try await session.httpRequest(method: "POST", port: server.port, path: "/smoke", body: Data("ping".utf8))
         #expect(posted.status == 200)
 
+        // A line break anywhere in the request is refused before anything is
+        // sent, against a live server that would otherwise take the injected header.
+        let before = server.requests.count
+        let injections: [(String, () async throws -> Void)] = [
+            ("path", { _ = try await session.httpRequest(port: server.port, path: "/x\r\nEvil:1") }),
+            ("method", { _ = try await session.httpRequest(method: "GET\nEvil:1", port: server.port, path: "/x") }),
+            ("header value", { _ = try await session.httpRequest(port: server.port, path: "/x", headers: [HTTPHeader(name: "X-A", value: "1\r\nEvil:1")]) }),
+            ("header name", { _ = try await session.httpRequest(port: server.port, path: "/x", headers: [HTTPHeader(name: "X-A\nEvil", value: "1")]) }),
+        ]
+        for (place, send) in injections {
+            let injected = try #require(await sshError(send), "a line break in the \(place) was sent")
+            #expect(injected.kindName == "tunnelFailed", "\(place)")
+            #expect(injected.tunnelReason?.hasPrefix("refusing a line break in") == true, "\(place): \(injected)")
+        }
+        let spaced = try #require(await sshError { _ = try await session.httpRequest(port: server.port, path: "/x y") })
+        #expect(spaced.tunnelReason?.contains("must start with / and hold no space") == true, "\(spaced)")
+        #expect(server.requests.count == before, "a refused request reached the server: \(server.requests.dropFirst(before).map(\.head))")
+
         server.stop()
         let refused = try #require(await sshError { _ = try await session.httpRequest(port: server.port, path: "/health") })
         #expect(refused.kindName == "tunnelFailed")
-        let injected = try #require(await sshError { _ = try await session.httpRequest(port: 1, path: "/x HTTP/1.1\r\nEvil: 1") })
-        #expect(injected.kindName == "tunnelFailed")
+        #expect(refused.tunnelReason?.contains("nothing listening") == true, "\(refused)")
         // The session still works after failed probes.
         #expect(try await session.run(RemoteCommand(["true"])).succeeded)
         await session.close()
+    }
+
+    /// At most `parallelism` sessions are open at once, and that many are.
+    /// Each host's body records, in a folder the hosts share (they run on this
+    /// machine), when it is inside its session; each waits (bounded) until
+    /// `cap` are inside or every host has begun, which only a cap at least
+    /// that wide lets happen, and counts who is inside with it.
+    @Test func theFanOutKeepsToItsParallelismAndReachesIt() async throws {
+        let cap = 3
+        let cluster = try TestHostCluster(count: 8, addressPrefix: "127.0.43")
+        let shared = cluster.directory + "/inside"
+        for folder in ["in", "began", "seen"] { try FileManager.default.createDirectory(atPath: shared + "/" + folder, withIntermediateDirectories: true) }
+        let total = cluster.hosts.count
+        let outcomes = await SSHFanOut.run(cluster.hosts.map { endpoint(cluster, $0) }, parallelism: cap) { session in
+            let me = RemoteCommand.quote(session.endpoint.hostName)
+            let dir = RemoteCommand.quote(shared)
+            // Enter, and wait for `cap` inside, or for every host to have
+            // begun (the last ones have fewer peers left).
+            let script = """
+                d=\(dir); touch "$d/in/"\(me) "$d/began/"\(me)
+                i=0
+                while [ "$(ls "$d/in" | wc -l)" -lt \(cap) ] && [ "$(ls "$d/began" | wc -l)" -lt \(total) ]; do
+                  i=$((i + 1)); [ $i -le 2000 ] || { echo "never $(ls "$d/in" | wc -l) inside" >&2; exit 9; }
+                  sleep 0.01
+                done
+                n=$(ls "$d/in" | wc -l); echo "$n" > "$d/seen/"\(me); rm "$d/in/"\(me); echo "$n"
+                """
+            return try await session.run(RemoteCommand(fixedScript: script)).stdoutText
+        }
+        for outcome in outcomes { #expect((try? outcome.result.get()) != nil, "\(outcome.endpoint.hostName): \(String(describing: outcome.result.failure))") }
+        let seen = try cluster.hosts.map { host in
+            Int(try String(contentsOfFile: shared + "/seen/" + host.name, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        }
+        #expect(seen.max() == cap, "the most sessions seen inside at once was \(seen.max() ?? 0), the cap is \(cap): \(seen)")
+        #expect(seen.allSatisfy { $0 >= 1 && $0 <= cap }, "\(seen)")
+        // Every live host's sshd accepted exactly one login.
+        for host in cluster.hosts {
+            let log = try String(contentsOfFile: host.logFile, encoding: .utf8)
+            #expect(log.components(separatedBy: "Accepted publickey").count - 1 == 1, "\(host.name)")
+        }
     }
 
     @Test func hostCheckReportsKeyAuthAndPrograms() async throws {
@@ -95,6 +152,14 @@ import Testing
         let parsed = HostCapabilities.parse("sh yes\ntar yes\nsha256sum no\nnginx yes\n")
         #expect(parsed == HostCapabilities(sh: true, tar: true, sha256sum: false, nginx: true))
         #expect(!parsed.isSufficient(gateway: false))
+    }
+}
+
+extension SSHError {
+    /// The reason of a `tunnelFailed` error.
+    var tunnelReason: String? {
+        if case .tunnelFailed(_, let reason) = kind { return reason }
+        return nil
     }
 }
 
