@@ -9,8 +9,8 @@ import MeridianSSH
 /// The pure half of apply: which steps a host plan becomes, the exact remote
 /// command lines, and the scripts run by a local sh against hostile names.
 @Suite struct ApplyStepTests {
-    static let layout = ComponentSlotLayout(component: "inference", version: "2.0.0", activeSlot: .blue, bluePort: 18101, greenPort: 18102,
-                                            startCommand: ["bin/serve", "--port", "{port}", "--slot={slot}", "{root}/x {version}"], healthPath: "/healthz")
+    static let layout = ComponentSlotLayout(component: "inference", version: "2.0.0", activeSlot: .blue, address: "127.0.3.4", bluePort: 18101, greenPort: 18102,
+                                            startCommand: ["bin/serve", "--address", "{address}", "--port", "{port}", "--slot={slot}", "{root}/x {version}"], healthPath: "/healthz")
     static let release = ReleaseRequirement(component: "inference", version: "2.0.0", artifact: "inference-2.0.0.tar", sha256: String(repeating: "a", count: 64))
     static let desired = DesiredHostState(
         region: "eu", host: "h1", address: "127.0.0.1", root: "/srv/m", roles: ["inference"],
@@ -42,7 +42,7 @@ import MeridianSSH
             .stopComponent(component: "inference", slot: .blue),
             .linkSlot(component: "inference", slot: .blue, version: "2.0.0"),
             .startComponent(component: "inference", slot: .blue),
-            .healthCheck(component: "inference", slot: .blue, port: 18101, path: "/healthz"),
+            .healthCheck(component: "inference", slot: .blue, address: "127.0.3.4", port: 18101, path: "/healthz"),
             .writeManifest,
         ])
     }
@@ -56,7 +56,7 @@ import MeridianSSH
     @Test func commandLinesQuoteEveryWord() {
         #expect(RemoteScripts.deleteFile(root: "/srv/m", path: "config/it's $(x).yaml").line
                 == "rm -f -- '/srv/m/config/it'\\''s $(x).yaml'")
-        #expect(RemoteScripts.startArguments(Self.layout, slot: .green, root: "/r o") == ["bin/serve", "--port", "18102", "--slot=green", "/r o/x 2.0.0"])
+        #expect(RemoteScripts.startArguments(Self.layout, slot: .green, root: "/r o") == ["bin/serve", "--address", "127.0.3.4", "--port", "18102", "--slot=green", "/r o/x 2.0.0"])
         #expect(RemoteScripts.pidFile(root: "/srv/m", component: "inference", slot: .green) == "/srv/m/run/inference-green.pid")
     }
 
@@ -108,7 +108,7 @@ import MeridianSSH
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("meridian-stop-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: root) }
         try FileManager.default.createDirectory(atPath: root + "/slots/c/blue", withIntermediateDirectories: true)
-        let layout = ComponentSlotLayout(component: "c", version: "1", activeSlot: .blue, bluePort: 1, greenPort: 2,
+        let layout = ComponentSlotLayout(component: "c", version: "1", activeSlot: .blue, address: "127.0.3.4", bluePort: 1, greenPort: 2,
                                          startCommand: ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"], healthPath: "/")
         // Not waited for: Foundation's Process hands the child a descriptor that the
         // detached grandchild inherits (sshd does not), so the pid file is polled instead.
