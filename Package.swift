@@ -105,7 +105,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MeridianCLITests",
-            dependencies: ["MeridianCLI", "MeridianPlanning", "MeridianTestHosts", "MeridianBasics"]
+            dependencies: ["MeridianCLI", "MeridianEngine", "MeridianModel", "MeridianPlanning", "MeridianSSH", "MeridianTestHosts", "MeridianBasics"]
         ),
     ],
     swiftLanguageModes: [.v6]

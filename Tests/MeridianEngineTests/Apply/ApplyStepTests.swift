@@ -159,6 +159,52 @@ import MeridianSSH
         #expect(try preparation.prepare(component, version: Version(1, 0, 0)).get().artifact.sha256 != first.artifact.sha256)
     }
 
+    /// Versions that share code through links (as the example stack's do) pack
+    /// the linked files themselves; links out of the fleet, to devices or in a loop stop it.
+    @Test func linksInsideTheFleetArePackedAsFilesAndOthersRefused() throws {
+        let files = FileManager.default
+        let root = files.temporaryDirectory.appendingPathComponent("meridian-links-\(UUID().uuidString)")
+        defer { try? files.removeItem(at: root) }
+        let shared = root.appendingPathComponent("stack/lib")
+        try files.createDirectory(at: shared, withIntermediateDirectories: true)
+        try "shared code\n".write(to: shared.appendingPathComponent("code.py"), atomically: true, encoding: .utf8)
+        let release = root.appendingPathComponent("artifacts/inference/1.0.0")
+        try files.createDirectory(at: release, withIntermediateDirectories: true)
+        try files.createSymbolicLink(atPath: release.appendingPathComponent("lib").path, withDestinationPath: "../../../stack/lib")
+        try "{}".write(to: release.appendingPathComponent("release.json"), atomically: true, encoding: .utf8)
+        let preparation = ArtifactPreparation(fleet: fleet(artifact: .path("artifacts/inference/{version}")), fleetRoot: root)
+        let component = preparation.fleet.settings.components[0]
+        let packed = try preparation.prepare(component, version: Version(1, 0, 0)).get()
+        let unpacked = root.appendingPathComponent("unpacked")
+        try files.createDirectory(at: unpacked, withIntermediateDirectories: true)
+        let tar = Process()
+        tar.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        tar.arguments = ["tar", "-xf", packed.localPath, "-C", unpacked.path]
+        try tar.run()
+        tar.waitUntilExit()
+        #expect(tar.terminationStatus == 0)
+        #expect(try String(contentsOf: unpacked.appendingPathComponent("lib/code.py"), encoding: .utf8) == "shared code\n")
+        #expect((try files.attributesOfItem(atPath: unpacked.appendingPathComponent("lib").path)[.type] as? FileAttributeType) == .typeDirectory)
+        try files.removeItem(at: unpacked)
+
+        func refusal() -> String {
+            guard case .failure(let problem) = preparation.prepare(component, version: Version(1, 0, 0)) else { return "packed" }
+            return problem.reason
+        }
+        let outside = release.appendingPathComponent("key")
+        try files.createSymbolicLink(atPath: outside.path, withDestinationPath: files.temporaryDirectory.path)
+        #expect(refusal() == "the link artifacts/inference/1.0.0/key leads outside the fleet repository: artifacts may link only to files inside it")
+        try files.removeItem(at: outside)
+        try files.createSymbolicLink(atPath: shared.appendingPathComponent("loop").path, withDestinationPath: "..")
+        #expect(refusal() == "the link artifacts/inference/1.0.0/lib/loop leads back to a folder it is in: a release would never end")
+        try files.removeItem(at: shared.appendingPathComponent("loop"))
+        try files.createSymbolicLink(atPath: shared.appendingPathComponent("null").path, withDestinationPath: "/dev/null")
+        #expect(refusal() == "the link artifacts/inference/1.0.0/lib/null leads outside the fleet repository: artifacts may link only to files inside it")
+        try files.removeItem(at: shared.appendingPathComponent("null"))
+        try files.createSymbolicLink(atPath: shared.appendingPathComponent("gone").path, withDestinationPath: "nothing-here")
+        #expect(refusal() == "the link artifacts/inference/1.0.0/lib/gone leads nowhere: fix or remove it")
+    }
+
     @Test func missingAndURLArtifactsAreSentences() {
         let root = FileManager.default.temporaryDirectory
         let missing = ArtifactPreparation(fleet: fleet(artifact: .path("artifacts/none/{version}")), fleetRoot: root)
