@@ -203,6 +203,9 @@ import MeridianSSH
         try files.removeItem(at: shared.appendingPathComponent("null"))
         try files.createSymbolicLink(atPath: shared.appendingPathComponent("gone").path, withDestinationPath: "nothing-here")
         #expect(refusal() == "the link artifacts/inference/1.0.0/lib/gone leads nowhere: fix or remove it")
+        try files.removeItem(at: shared.appendingPathComponent("gone"))
+        #expect(mkfifo(shared.appendingPathComponent("pipe").path, 0o600) == 0)
+        #expect(refusal() == "artifacts/inference/1.0.0/lib/pipe is neither a file nor a folder: an artifact holds only files and folders")
     }
 
     @Test func missingAndURLArtifactsAreSentences() {
