@@ -115,6 +115,11 @@ import MeridianTestHosts
         #expect(try String(contentsOfFile: h3.root + "/config/knowledge-base/server.yaml", encoding: .utf8).contains("max_results: 3"))
         let clean = try CLI.run(["plan", "--detailed-exitcode", "--fleet", fleet.path])
         #expect(clean.status == 0, "\(clean.stdout)\n\(clean.stderr)")
+        // Drift asks each active slot's health at the address the manifest recorded (the listen address for host3).
+        let drift = try CLI.run(["drift", "--fleet", fleet.path])
+        #expect(drift.status == 0, "\(drift.stdout)\n\(drift.stderr)")
+        let manifest = try String(contentsOfFile: h3.root + "/state/manifest.json", encoding: .utf8)
+        #expect(manifest.contains("\"address\":\"\(listen)\"") || manifest.contains("\"address\" : \"\(listen)\""), "\(manifest)")
     }
 
     static let inferenceSmoke = SmokeProbe(name: "models are listed", path: "/v1/models", expectBodyContains: #""object":"list""#)
