@@ -231,13 +231,13 @@ public enum CanaryTest: Sendable, Equatable, Codable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .fisherExact(let p):
-            return "Fisher's exact test p = \(Figures.probability(p))"
+            return "Fisher's exact test \(Figures.probability(p))"
         case .twoProportionZ(let z, let p):
-            return "two-proportion z = \(String(format: "%.2f", z)), p = \(Figures.probability(p))"
+            return "two-proportion z = \(String(format: "%.2f", z)), \(Figures.probability(p))"
         case .mannWhitneyU(let u, let z, let p):
-            return "Mann-Whitney U = \(Figures.number(u)), z = \(String(format: "%.2f", z)), p = \(Figures.probability(p))"
+            return "Mann-Whitney U = \(Figures.number(u)), z = \(String(format: "%.2f", z)), \(Figures.probability(p))"
         case .binomial(let events, let trials, let rate, let p):
-            return "binomial test \(events) of \(trials) against \(Figures.percent(rate)), p = \(Figures.probability(p))"
+            return "binomial test \(events) of \(trials) against \(Figures.percent(rate)), \(Figures.probability(p))"
         }
     }
 }
@@ -274,9 +274,13 @@ extension CanaryVerdict {
 enum Figures {
     static func percent(_ rate: Double) -> String { String(format: "%.2f %%", rate * 100) }
     static func points(_ difference: Double) -> String { String(format: "%.2f points", difference * 100) }
-    static func probability(_ p: Double) -> String { p < 1e-12 ? "< 1e-12" : String(format: "%.3g", p) }
+    static func probability(_ p: Double) -> String { p < 1e-12 ? "p < 1e-12" : "p = " + String(format: "%.3g", p) }
+    /// Whole numbers and halves (a U statistic) exactly, anything else to four digits.
     static func number(_ value: Double) -> String {
-        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(format: "%.4g", value)
+        guard abs(value) < 1e15 else { return String(format: "%.4g", value) }
+        if value == value.rounded() { return String(Int64(value)) }
+        if value * 2 == (value * 2).rounded() { return String(format: "%.1f", value) }
+        return String(format: "%.4g", value)
     }
     static func epoch(_ milliseconds: Int64) -> String {
         String(format: "%lld.%03lld", milliseconds / 1000, milliseconds % 1000)

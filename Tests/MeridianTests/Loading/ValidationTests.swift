@@ -221,6 +221,13 @@ enum MinimalFleet {
         #expect(canary.inconclusive == InconclusiveHandling(wait: .seconds(600), then: .hold))
     }
 
+    @Test func theExampleFleetShowsThem() throws {
+        let fleet = try #require(FleetLoader(root: RepositoryPaths.root).load().fleet)
+        let canary = try #require(fleet.component(named: "inference")).canary
+        #expect(canary.analysis.confidence == 0.95)
+        #expect(canary.inconclusive == InconclusiveHandling(wait: .seconds(300), then: .hold))
+    }
+
     @Test func refusesBadValuesWithTheirPlace() {
         let text = Self.settings("      analysis: { confidence: 1.5 }\n      inconclusive: { wait: 2d, then: hodl, after: 3 }")
         #expect(MinimalFleet.diagnostics(["meridian.yaml": text]) == [
