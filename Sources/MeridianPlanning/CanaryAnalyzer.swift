@@ -62,7 +62,7 @@ public enum CanaryAnalyzer {
         var verdict = CanaryVerdict(decision: .pass, component: component, canarySlot: canarySlot, window: window, canary: canary, stable: stable,
                                     comparedWithStable: compared, lines: counts, thresholds: thresholds, checks: [])
         if counts.read > 0, Double(counts.unparsable) >= unparsableShareLimit * Double(counts.read) {
-            verdict.decision = .inconclusive(.unparsableLines(counts.unparsable, of: counts.read))
+            verdict.decision = .inconclusive(.unparsableLines(count: counts.unparsable, of: counts.read))
             return verdict
         }
         guard canary.requests >= settings.minRequests else {
@@ -74,7 +74,7 @@ public enum CanaryAnalyzer {
             latencyCheck(canary, canaryTally.latencies, stable, stableTally.latencies, compared: compared, thresholds),
         ]
         let failed = verdict.checks.filter(\.failed)
-        verdict.decision = failed.isEmpty ? .pass : .fail(failed)
+        verdict.decision = failed.isEmpty ? .pass : .fail(checks: failed)
         return verdict
     }
 

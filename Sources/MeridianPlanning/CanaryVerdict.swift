@@ -40,7 +40,7 @@ public enum CanaryDecision: Sendable, Equatable, Codable {
     case pass
     /// The checks that failed: each breached a threshold and its test showed
     /// the canary worse with the confidence asked for.
-    case fail([CanaryCheck])
+    case fail(checks: [CanaryCheck])
     case inconclusive(InconclusiveReason)
 
     public var name: String {
@@ -57,7 +57,7 @@ public enum InconclusiveReason: Sendable, Equatable, Codable, CustomStringConver
     /// The canary slot answered fewer requests than `min_requests`.
     case tooFewRequests(seen: Int, needed: Int)
     /// Too large a share of the log did not parse to trust what did.
-    case unparsableLines(Int, of: Int)
+    case unparsableLines(count: Int, of: Int)
 
     public var description: String {
         switch self {
