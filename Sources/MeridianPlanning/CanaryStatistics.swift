@@ -101,8 +101,26 @@ public enum CanaryStatistics {
     }
 
     static func logChoose(_ n: Int, _ k: Int) -> Double {
-        lgamma(Double(n) + 1) - lgamma(Double(k) + 1) - lgamma(Double(n - k) + 1)
+        logFactorial(n) - logFactorial(k) - logFactorial(n - k)
     }
+
+    /// log(n!): summed exactly below 256, Stirling's series above (its error
+    /// there is under 1e-20). Written here rather than calling `lgamma`, which
+    /// sets a process-wide sign variable and so is not safe while regions are
+    /// analysed in parallel.
+    static func logFactorial(_ n: Int) -> Double {
+        if n < smallLogFactorials.count { return smallLogFactorials[n] }
+        let x = Double(n)
+        let inverse = 1 / x, inverseSquared = inverse * inverse
+        let series = inverse * (1.0 / 12 - inverseSquared * (1.0 / 360 - inverseSquared * (1.0 / 1260 - inverseSquared / 1680)))
+        return x * log(x) - x + 0.5 * log(2 * Double.pi * x) + series
+    }
+
+    private static let smallLogFactorials: [Double] = {
+        var table = [0.0]
+        for i in 1..<256 { table.append(table[i - 1] + log(Double(i))) }
+        return table
+    }()
 
     /// The nearest-rank percentile of sorted values: the smallest value with
     /// at least `percent` % of the values at or below it (an observed value, never interpolated).

@@ -70,6 +70,14 @@ import Testing
         #expect(Self.close(p0, 0.5))
     }
 
+    @Test func logFactorialAgreesWithTheGammaFunction() {
+        for n in [0, 1, 2, 10, 170, 255, 256, 257, 1_000, 123_456, 10_000_000] {
+            #expect(Self.close(CanaryStatistics.logFactorial(n), lgamma(Double(n) + 1), relative: 1e-13) || n < 2, "n = \(n)")
+        }
+        #expect(CanaryStatistics.logFactorial(0) == 0 && CanaryStatistics.logFactorial(1) == 0)
+        #expect(Self.close(CanaryStatistics.logFactorial(10), log(3_628_800)))
+    }
+
     @Test func nearestRankPercentilesMatchNumPysInvertedCDF() {
         // numpy.percentile(range(1, n + 1), q, method='inverted_cdf')
         for (n, p50, p99) in [(1, 1, 1), (7, 4, 7), (50, 25, 50), (100, 50, 99), (101, 51, 100), (200, 100, 198)] {
