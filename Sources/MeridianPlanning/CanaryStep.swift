@@ -44,10 +44,7 @@ public enum CanaryStepFailure: Sendable, Equatable, Codable, CustomStringConvert
     public var description: String {
         switch self {
         case .analysisFailed(let checks):
-            return checks.map { check in
-                let test = check.test.map { "; \($0) < α \(Figures.number(check.alpha))" } ?? ""
-                return "\(check.kind.rawValue): " + check.breaches.map(\.description).joined(separator: "; ") + test
-            }.joined(separator: "\n")
+            return checks.map { "\($0.kind.rawValue): \($0)" }.joined(separator: "\n")
         case .stillInconclusive(let reason, let waited):
             return "still inconclusive \(DurationText.format(.milliseconds(waited))) past the pause (inconclusive.then: fail): \(reason)"
         }

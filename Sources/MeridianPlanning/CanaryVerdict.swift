@@ -186,6 +186,22 @@ public struct CanaryCheck: Sendable, Equatable, Codable {
     public var failed: Bool { !breaches.isEmpty && significant }
 }
 
+extension CanaryCheck: CustomStringConvertible {
+    /// The breaches and the test in one sentence, as a verdict and a rollback reason show them.
+    public var description: String {
+        let breached = breaches.isEmpty ? "within thresholds" : breaches.map(\.description).joined(separator: "; ")
+        guard let test else { return breached + "; no samples to test" }
+        var tested = test.description
+        if case .binomial = test {
+            switch kind {
+            case .errors: tested += " (server errors against max_error_rate)"
+            case .latency: tested += " (requests slower than max_p99_latency against the 1 % a p99 allows)"
+            }
+        }
+        return "\(breached); \(tested) \(significant ? "<" : "≥") α \(Figures.number(alpha))"
+    }
+}
+
 /// A threshold the canary's figures are past.
 public enum CanaryBreach: Sendable, Equatable, Codable, CustomStringConvertible {
     case errorRate(observed: Double, limit: Double)
@@ -237,7 +253,7 @@ public enum CanaryTest: Sendable, Equatable, Codable, CustomStringConvertible {
         case .mannWhitneyU(let u, let z, let p):
             return "Mann-Whitney U = \(Figures.number(u)), z = \(String(format: "%.2f", z)), \(Figures.probability(p))"
         case .binomial(let events, let trials, let rate, let p):
-            return "binomial test \(events) of \(trials) against \(Figures.percent(rate)), \(Figures.probability(p))"
+            return "binomial test \(events) of \(trials) against an allowed \(Figures.percent(rate)), \(Figures.probability(p))"
         }
     }
 }
@@ -251,10 +267,7 @@ extension CanaryVerdict {
         out += "  canary    \(Self.describe(canary))\n"
         out += "  stable    \(Self.describe(stable))\(comparedWithStable ? "" : ", too few to compare: absolute thresholds only")\n"
         for check in checks {
-            let verdict = check.failed ? "FAILED" : "ok"
-            let breaches = check.breaches.isEmpty ? "within thresholds" : check.breaches.map(\.description).joined(separator: "; ")
-            let test = check.test.map { "\($0) \(check.significant ? "<" : "≥") α \(Figures.number(check.alpha))" } ?? "no samples to test"
-            out += "  \(check.kind.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(verdict): \(breaches); \(test)\n"
+            out += "  \(check.kind.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(check.failed ? "FAILED" : "ok"): \(check)\n"
         }
         if case .inconclusive(let reason) = decision { out += "  reason    \(reason)\n" }
         out += "  confidence \(Figures.number(thresholds.confidence)): a check fails only when a threshold is breached and its test is significant at α = \(Figures.number(thresholds.alphaPerCheck))\n"
@@ -262,9 +275,9 @@ extension CanaryVerdict {
     }
 
     static func describe(_ traffic: SlotTraffic) -> String {
-        var text = "\(traffic.slot.rawValue), \(traffic.requests) requests, \(traffic.serverErrors) server errors (\(Figures.percent(traffic.errorRate)))"
+        var text = "\(traffic.slot.rawValue), \(traffic.requests) requests, \(traffic.serverErrors) server error\(traffic.serverErrors == 1 ? "" : "s") (\(Figures.percent(traffic.errorRate)))"
         if traffic.passedOn > 0 { text += " of which \(traffic.passedOn) passed on to another server" }
-        text += ", \(traffic.clientErrors) client errors (not counted)"
+        text += ", \(traffic.clientErrors) client error\(traffic.clientErrors == 1 ? "" : "s") (not counted)"
         if let p50 = traffic.p50Milliseconds, let p99 = traffic.p99Milliseconds { text += ", p50 \(p50) ms, p99 \(p99) ms" }
         return text
     }

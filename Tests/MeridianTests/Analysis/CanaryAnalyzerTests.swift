@@ -189,6 +189,8 @@ import Testing
         bad.canary = SlotBehaviour(errorRate: 0.05, addedMilliseconds: 700)
         let verdict = bad.analyze(Self.settings)
         #expect(Self.failedKinds(verdict) == [.errors, .latency], "\(verdict.text)")
+        #expect(verdict.text.contains("(requests slower than max_p99_latency against the 1 % a p99 allows) < α 0.025"), "\(verdict.text)")
+        #expect(verdict.text.contains("stable    blue, 0 requests") && verdict.text.contains("absolute thresholds only"), "\(verdict.text)")
         for check in verdict.checks {
             guard case .binomial = check.test else { Issue.record("\(check.kind) used \(String(describing: check.test))"); continue }
         }

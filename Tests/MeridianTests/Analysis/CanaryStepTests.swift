@@ -20,6 +20,9 @@ import Testing
             return
         }
         #expect(checks.map(\.kind) == [.errors, .latency])
+        let reason = CanaryStepFailure.analysisFailed(checks).description.split(separator: "\n")
+        #expect(reason.count == 2 && reason[0].hasPrefix("errors: error rate ") && reason[1].hasPrefix("latency: p99 "), "\(reason)")
+        #expect(reason[1].contains("Mann-Whitney U = ") && reason[1].hasSuffix("< α 0.025"), "\(reason)")
     }
 
     @Test func inconclusiveWaitsUpToTheLimitThenFailsOrHolds() {
