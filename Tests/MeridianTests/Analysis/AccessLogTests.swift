@@ -62,4 +62,30 @@ import Testing
         #expect(log.count == 4)
         #expect(log.unparsable[0].problem.description == "expected 7 TAB-separated fields of the meridian-v1 format, got 1")
     }
+
+    /// Mangled lines never crash the parser, and whatever still parses keeps
+    /// the format's invariants. The seed of a failing line is printed.
+    @Test func mangledLinesParseIntoValidValuesOrAreRefused() {
+        let valid = "1733040000.123\tinference\t127.0.1.1:8102, 127.0.1.2:8101 : 127.0.1.3:8101\tblue\t200\t0.400\t0.300, 0.090 : 0.010"
+        let pieces: [String] = ["\t", " ", ",", ", ", " : ", ":", ".", "-", "0", "9", "é", "\u{0}", "\r", "blue", "5"]
+        var parsed = 0
+        for seed in UInt64(1)...2_000 {
+            var random = SplitMix64(seed: seed)
+            var characters = Array(valid)
+            for _ in 0..<Int(random.next() % 4 + 1) {
+                let at = Int(random.next() % UInt64(characters.count))
+                if random.next() % 2 == 0 { characters.remove(at: at) }
+                else { characters.insert(contentsOf: pieces[Int(random.next() % UInt64(pieces.count))], at: at) }
+            }
+            let text = String(characters)
+            guard case .success(let line) = Self.parse(text) else { continue }
+            parsed += 1
+            #expect((100...599).contains(line.status), "seed \(seed): \(text.debugDescription)")
+            #expect(line.attempts.last.map { $0.role == .answered } ?? true, "seed \(seed): \(text.debugDescription)")
+            #expect(line.attempts.dropLast().allSatisfy { $0.role != .answered }, "seed \(seed): \(text.debugDescription)")
+            #expect(line.attempts.allSatisfy { !$0.address.isEmpty && !$0.address.contains(" ") && !$0.address.contains(",") && ($0.responseMilliseconds ?? 0) >= 0 },
+                    "seed \(seed): \(text.debugDescription)")
+        }
+        #expect(parsed > 50, "some mangled lines should still be valid lines")
+    }
 }
