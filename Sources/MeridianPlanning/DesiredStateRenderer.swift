@@ -100,7 +100,7 @@ public struct DesiredStateRenderer: Sendable {
                 continue
             }
             releases.append(ReleaseRequirement(component: name, version: version.description, artifact: artifact.fileName, sha256: artifact.sha256))
-            layouts.append(ComponentSlotLayout(component: name, version: version.description, activeSlot: .blue,
+            layouts.append(ComponentSlotLayout(component: name, version: version.description, activeSlot: .blue, address: host.serviceAddress,
                                                bluePort: component.ports.blue, greenPort: component.ports.green,
                                                startCommand: component.start, healthPath: component.health))
         }
@@ -115,6 +115,7 @@ public struct DesiredStateRenderer: Sendable {
             "region.jurisdiction": .text(region.jurisdiction.code),
             "host.name": .text(host.name),
             "host.address": .text(host.address),
+            "host.listen": .text(host.serviceAddress),
             "host.root": .text(root),
         ]
         for (name, value) in region.variables {

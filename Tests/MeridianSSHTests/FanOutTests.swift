@@ -41,45 +41,51 @@ import Testing
         }
     }
 
-    @Test func probesReachLoopbackPortsThroughTheSession() async throws {
+    @Test func probesReachTheServiceAddressThroughTheSession() async throws {
         let cluster = try TestHostCluster(count: 1, addressPrefix: "127.0.41")
-        let server = try LoopbackHTTPServer(status: 200, headers: ["X-Slot": "blue"], body: "{\"status\":\"ok\"}")
+        // The service listens on another address than the one SSH reaches (a host's `listen`).
+        let server = try LoopbackHTTPServer(address: "127.0.41.200", status: 200, headers: ["X-Slot": "blue"], body: "{\"status\":\"ok\"}")
         let session = try await SSHSession.open(endpoint(cluster, cluster.hosts[0]))
-        let response = try await session.httpRequest(port: server.port, path: "/health?deep=1", headers: [HTTPHeader(name: "X-Data-Residency", value: "EU")])
+        let response = try await session.httpRequest(address: server.address, port: server.port, path: "/health?deep=1", headers: [HTTPHeader(name: "X-Data-Residency", value: "EU")])
         #expect(response.status == 200)
         #expect(response.header("x-slot") == "blue")
         #expect(response.bodyText == "{\"status\":\"ok\"}")
         let seen = try #require(server.requests.first?.head)
         #expect(seen.hasPrefix("GET /health?deep=1 HTTP/1.1\r\n"))
-        #expect(seen.contains("Host: 127.0.0.1:\(server.port)"))
+        #expect(seen.contains("Host: 127.0.41.200:\(server.port)"))
         #expect(seen.contains("Connection: close"))
         #expect(seen.contains("X-Data-Residency: EU"))
 
-        let posted = try await session.httpRequest(method: "POST", port: server.port, path: "/smoke", body: Data("ping".utf8))
+        let posted = try await session.httpRequest(method: "POST", address: server.address, port: server.port, path: "/smoke", body: Data("ping".utf8))
         #expect(posted.status == 200)
+        // Nothing listens on that port at the host's SSH address.
+        let elsewhere = try #require(await sshError { _ = try await session.httpRequest(address: cluster.hosts[0].address, port: server.port, path: "/health") })
+        #expect(elsewhere.description.contains("request to \(cluster.hosts[0].address):\(server.port)"), "\(elsewhere)")
 
         // A line break anywhere in the request is refused before anything is
         // sent, against a live server that would otherwise take the injected header.
         let before = server.requests.count
         let injections: [(String, () async throws -> Void)] = [
-            ("path", { _ = try await session.httpRequest(port: server.port, path: "/x\r\nEvil:1") }),
-            ("method", { _ = try await session.httpRequest(method: "GET\nEvil:1", port: server.port, path: "/x") }),
-            ("header value", { _ = try await session.httpRequest(port: server.port, path: "/x", headers: [HTTPHeader(name: "X-A", value: "1\r\nEvil:1")]) }),
-            ("header name", { _ = try await session.httpRequest(port: server.port, path: "/x", headers: [HTTPHeader(name: "X-A\nEvil", value: "1")]) }),
+            ("path", { _ = try await session.httpRequest(address: server.address, port: server.port, path: "/x\r\nEvil:1") }),
+            ("method", { _ = try await session.httpRequest(method: "GET\nEvil:1", address: server.address, port: server.port, path: "/x") }),
+            ("header value", { _ = try await session.httpRequest(address: server.address, port: server.port, path: "/x", headers: [HTTPHeader(name: "X-A", value: "1\r\nEvil:1")]) }),
+            ("header name", { _ = try await session.httpRequest(address: server.address, port: server.port, path: "/x", headers: [HTTPHeader(name: "X-A\nEvil", value: "1")]) }),
         ]
         for (place, send) in injections {
             let injected = try #require(await sshError(send), "a line break in the \(place) was sent")
             #expect(injected.kindName == "tunnelFailed", "\(place)")
             #expect(injected.tunnelReason?.hasPrefix("refusing a line break in") == true, "\(place): \(injected)")
         }
-        let spaced = try #require(await sshError { _ = try await session.httpRequest(port: server.port, path: "/x y") })
+        let spaced = try #require(await sshError { _ = try await session.httpRequest(address: server.address, port: server.port, path: "/x y") })
         #expect(spaced.tunnelReason?.contains("must start with / and hold no space") == true, "\(spaced)")
         #expect(server.requests.count == before, "a refused request reached the server: \(server.requests.dropFirst(before).map(\.head))")
 
         server.stop()
-        let refused = try #require(await sshError { _ = try await session.httpRequest(port: server.port, path: "/health") })
+        let refused = try #require(await sshError { _ = try await session.httpRequest(address: server.address, port: server.port, path: "/health") })
         #expect(refused.kindName == "tunnelFailed")
         #expect(refused.tunnelReason?.contains("nothing listening") == true, "\(refused)")
+        let badAddress = try #require(await sshError { _ = try await session.httpRequest(address: "127.0.0.1 -oProxy", port: 1, path: "/") })
+        #expect(badAddress.kindName == "tunnelFailed")
         // The session still works after failed probes.
         #expect(try await session.run(RemoteCommand(["true"])).succeeded)
         await session.close()
@@ -166,7 +172,7 @@ import Testing
 extension SSHError {
     /// The reason of a `tunnelFailed` error.
     var tunnelReason: String? {
-        if case .tunnelFailed(_, let reason) = kind { return reason }
+        if case .tunnelFailed(_, _, let reason) = kind { return reason }
         return nil
     }
 }
