@@ -155,8 +155,11 @@ public struct Component: Sendable, Equatable {
     public var smoke: [SmokeProbe]
     public var strategy: RolloutStrategy
     public var canary: CanarySettings
+    /// The path prefix the regional gateway sends to this component, e.g.
+    /// `/v1/`; starts and ends with `/`. Nil: the gateway does not serve it.
+    public var route: String?
 
-    public init(name: String, artifact: ArtifactSource, start: [String], ports: SlotPorts, health: String = "/healthz", smoke: [SmokeProbe] = [], strategy: RolloutStrategy = .recreate, canary: CanarySettings = CanarySettings()) {
+    public init(name: String, artifact: ArtifactSource, start: [String], ports: SlotPorts, health: String = "/healthz", smoke: [SmokeProbe] = [], strategy: RolloutStrategy = .recreate, canary: CanarySettings = CanarySettings(), route: String? = nil) {
         self.name = name
         self.artifact = artifact
         self.start = start
@@ -165,6 +168,7 @@ public struct Component: Sendable, Equatable {
         self.smoke = smoke
         self.strategy = strategy
         self.canary = canary
+        self.route = route
     }
 }
 
