@@ -2,48 +2,50 @@ import CLibSSH2
 import Foundation
 
 extension SSHSession {
-    /// Sends one HTTP request to 127.0.0.1:`port` on the host through a
+    /// Sends one HTTP request to `host`:`port` as the host reaches it
+    /// (127.0.0.1 unless given, e.g. a service address) through a
     /// direct-tcpip channel of this session, so the host needs no HTTP client,
     /// and returns the whole response (the request asks the server to close).
     public func httpRequest(
         method: String = "GET",
+        host: String = "127.0.0.1",
         port: Int,
         path: String,
         headers: [HTTPHeader] = [],
         body: Data? = nil,
         timeout: Duration = .seconds(10)
     ) async throws -> HTTPResponse {
-        let pieces = [method, path] + headers.flatMap { [$0.name, $0.value] }
+        let pieces = [method, path, host] + headers.flatMap { [$0.name, $0.value] }
         if let bad = pieces.first(where: { $0.contains("\r") || $0.contains("\n") }) {
             throw SSHError(.tunnelFailed(port: port, reason: "refusing a line break in \"\(bad)\""), at: place)
         }
         guard path.hasPrefix("/"), !path.contains(" ") else {
             throw SSHError(.tunnelFailed(port: port, reason: "the path \"\(path)\" must start with / and hold no space"), at: place)
         }
-        var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\nUser-Agent: meridian\r\n"
+        var request = "\(method) \(path) HTTP/1.1\r\nHost: \(host.contains(":") ? "[\(host)]" : host):\(port)\r\nConnection: close\r\nUser-Agent: meridian\r\n"
         for header in headers { request += "\(header.name): \(header.value)\r\n" }
         if let body { request += "Content-Length: \(body.count)\r\n" }
         request += "\r\n"
         var payload = Data(request.utf8)
         if let body { payload.append(body) }
         let bytes = payload
-        let raw = try await onQueue { try self.exchangeOnQueue(bytes, port: port, timeout: timeout) }
+        let raw = try await onQueue { try self.exchangeOnQueue(bytes, host: host, port: port, timeout: timeout) }
         switch HTTPResponse.parse(raw) {
         case .success(let response): return response
         case .failure(let error): throw SSHError(.tunnelFailed(port: port, reason: "bad response: \(error.reason)"), at: place)
         }
     }
 
-    /// Writes `payload` to 127.0.0.1:`port` on the host and reads until the
-    /// far side closes.
-    private func exchangeOnQueue(_ payload: Data, port: Int, timeout: Duration) throws -> Data {
+    /// Writes `payload` to `host`:`port` as the host reaches it and reads
+    /// until the far side closes.
+    private func exchangeOnQueue(_ payload: Data, host: String, port: Int, timeout: Duration) throws -> Data {
         let session = try requireUsable()
         let deadline = ContinuousClock.now + timeout
         let timedOut = SSHError(.tunnelFailed(port: port, reason: "no complete answer within \(Self.seconds(timeout)) s"), at: place)
         let channel: OpaquePointer
         do {
             switch try retryPointer(until: deadline, {
-                libssh2_channel_direct_tcpip_ex(session, "127.0.0.1", Int32(port), "127.0.0.1", 0)
+                libssh2_channel_direct_tcpip_ex(session, host, Int32(port), "127.0.0.1", 0)
             }) {
             case .success(let opened): channel = opened
             case .failure(let failed):

@@ -1,0 +1,278 @@
+import Foundation
+import Testing
+import MeridianBasics
+@testable import MeridianEngine
+import MeridianModel
+import MeridianPlanning
+import MeridianSSH
+import MeridianTestHosts
+
+// Address ranges of the gateway tests: 127.0.160.0 – 127.0.169.255, one third octet per test.
+
+/// A region on real test hosts: host1 is the gateway (sshd, and the nginx the
+/// gateway steps start), host2 and host3 run both slots of `inference` as
+/// small HTTP backends on their own addresses.
+final class GatewayTestRegion: @unchecked Sendable {
+    static let gatewayPort = 18080
+    static let ports = SlotPorts(blue: 18101, green: 18102)
+
+    let cluster: TestHostCluster
+    let backends: [TestBackend]
+    let fleet: Fleet
+    let session: SSHSession
+
+    var gateway: TestHost { cluster.hosts[0] }
+    var region: Region { fleet.regions[0] }
+    var accessLog: String { gateway.root + "/" + GatewayConfig.accessLogPath }
+
+    init(addressPrefix: String) async throws {
+        cluster = try TestHostCluster(count: 3, addressPrefix: addressPrefix)
+        var backends: [TestBackend] = []
+        for host in cluster.hosts.dropFirst() {
+            for slot in Slot.allCases {
+                backends.append(try TestBackend(address: host.address, port: Self.ports[slot], slot: slot.rawValue, host: host.name))
+            }
+        }
+        self.backends = backends
+        let inference = Component(name: "inference", artifact: .path("artifacts/inference/{version}"), start: ["bin/serve"], ports: Self.ports, route: "/v1/")
+        let settings = FleetSettings(name: "gateway-test", defaults: FleetDefaults(), components: [inference], platform: [:], waves: [], residency: ResidencySettings())
+        let hosts = cluster.hosts.enumerated().map { index, host in
+            FleetHost(name: host.name, address: host.address, roles: index == 0 ? [.gateway] : [.component("inference")], root: host.root)
+        }
+        let region = Region(name: "gw-test", file: "regions/gw-test.yaml", jurisdiction: Jurisdiction("EU")!, gatewayPort: Self.gatewayPort, hosts: hosts)
+        fleet = Fleet(settings: settings, regions: [region], policies: [], fileHashes: [:], sources: SourceMap())
+        let host = cluster.hosts[0]
+        session = try await SSHSession.open(SSHEndpoint(
+            region: region.name, hostName: host.name, address: host.address, port: host.port, user: cluster.user,
+            identityFiles: [cluster.identityFile], hostKeyPolicy: HostKeyPolicy(pinnedKeys: [host.hostKeyLine])))
+    }
+
+    func config(_ split: TrafficSplit = .all(on: .blue), port: Int = GatewayTestRegion.gatewayPort) -> GatewayConfig {
+        var region = self.region
+        region.gatewayPort = port
+        return GatewayConfig.forGateway(region.hosts[0], in: region, fleet: fleet, splits: ["inference": split])
+    }
+
+    func activate(_ config: GatewayConfig, attempts: Int = 50) async throws -> GatewayActivationReport {
+        try await GatewayActivation.activate(config, root: gateway.root, on: session, host: "gw-test/\(gateway.name)", attempts: attempts)
+    }
+
+    /// Runs the activation script for a configuration given as text and parses its outcome.
+    func activate(text: String) async throws -> GatewayActivationOutcome {
+        let result = try await session.run(RemoteCommand(["sh", "-c", GatewayScripts(root: gateway.root).activate(text: text)]))
+        return try GatewayScripts.parseActivation(result.stdout, host: gateway.name).get()
+    }
+
+    /// `count` GETs of /v1/… through the gateway on one keep-alive connection: slot and host of each answer.
+    func send(_ count: Int) throws -> [(slot: String, host: String)] {
+        let client = KeepAliveHTTPClient(address: gateway.address, port: Self.gatewayPort)
+        return try (0..<count).map { index in
+            let response = try client.get("/v1/request-\(index)")
+            guard response.status == 200 else { throw KeepAliveHTTPClient.Failure(description: "request \(index) answered \(response.status)") }
+            return (response.headers["x-meridian-slot"] ?? "?", response.headers["x-meridian-host"] ?? "?")
+        }
+    }
+
+    func accessLogLines() -> [[String]] {
+        let text = (try? String(contentsOfFile: accessLog, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
+    }
+
+    func close() async {
+        await session.close()
+        for backend in backends { backend.stop() }
+        cluster.stopAll()
+    }
+}
+
+/// Shared counters of load threads.
+final class LoadTally: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var ok = 0
+    private(set) var failures: [String] = []
+    private(set) var staleRetries = 0
+    private(set) var connections = 0
+    private(set) var finished = 0
+
+    func record(ok: Int, failures: [String], staleRetries: Int, connections: Int) {
+        lock.lock()
+        self.ok += ok
+        self.failures += failures
+        self.staleRetries += staleRetries
+        self.connections += connections
+        finished += 1
+        lock.unlock()
+    }
+
+    var done: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return finished
+    }
+}
+
+/// The gateway against real sshd and nginx on loopback: rendering, check,
+/// start, reload, confirmation, weights, log lines and keep-alive reloads.
+@Suite struct GatewayTests {
+    /// At most this many standard deviations from the binomial mean (a
+    /// chance of about 7 in a million for a truly random balancer; nginx's
+    /// weighted round robin is deterministic and lands much closer).
+    static let sigmas = 4.5
+
+    static func withinBinomial(_ observed: Int, trials: Int, share: Double) -> Bool {
+        let mean = Double(trials) * share
+        let deviation = (Double(trials) * share * (1 - share)).squareRoot()
+        return abs(Double(observed) - mean) <= sigmas * deviation
+    }
+
+    @Test func weightsShiftTrafficAndEveryLogLineSaysWhichSlotServed() async throws {
+        let setup = try await GatewayTestRegion(addressPrefix: "127.0.160")
+        defer { setup.cluster.stopAll() }
+
+        let first = try await setup.activate(setup.config())
+        guard case .started = first.outcome else { Issue.record("expected nginx to be started, got \(first.outcome)"); return }
+        // nginx runs from the prefix, with the pid file, logs and temp folders inside it.
+        let pid = try String(contentsOfFile: setup.gateway.root + "/" + GatewayConfig.pidPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let command = try String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8).replacingOccurrences(of: "\0", with: " ")
+        #expect(command.contains("-p \(setup.gateway.root)/router/ -c \(setup.gateway.root)/router/nginx.conf -e \(setup.gateway.root)/router/logs/error.log"), "\(command)")
+        for folder in ["logs", "run", "temp/proxy", "temp/client_body"] {
+            #expect(FileManager.default.fileExists(atPath: setup.gateway.root + "/router/" + folder), "\(folder)")
+        }
+
+        let allBlue = try setup.send(200)
+        #expect(allBlue.allSatisfy { $0.slot == "blue" })
+        #expect(Self.withinBinomial(allBlue.filter { $0.host == "host2" }.count, trials: 200, share: 0.5))
+
+        let canary = setup.config(TrafficSplit(blue: 90, green: 10)!)
+        let second = try await setup.activate(canary)
+        guard case .reloaded = second.outcome else { Issue.record("expected a reload, got \(second.outcome)"); return }
+        let linesBefore = setup.accessLogLines().count
+        let trials = 1000
+        let split = try setup.send(trials)
+        let green = split.filter { $0.slot == "green" }.count
+        print("gateway weights: 90/10 over 2 hosts, \(trials) requests: green \(green), host2 \(split.filter { $0.host == "host2" }.count); confirmed after \(second.confirmAttempts) look(s)")
+        #expect(Self.withinBinomial(green, trials: trials, share: 0.10), "green took \(green) of \(trials)")
+        #expect(Self.withinBinomial(split.filter { $0.host == "host3" }.count, trials: trials, share: 0.5))
+
+        // meridian-v1: time, component, upstream, slot, status, request time, upstream time.
+        let lines = Array(setup.accessLogLines().dropFirst(linesBefore))
+        #expect(lines.count == trials)
+        let slotOf = Dictionary(uniqueKeysWithValues: canary.routes[0].servers.map { ($0.endpoint, $0.slot.rawValue) })
+        for fields in lines {
+            #expect(fields.count == 7, "\(fields)")
+            guard fields.count == 7 else { break }
+            #expect(Double(fields[0]).map { $0 > 1_700_000_000 } == true, "\(fields)")
+            #expect(fields[1] == "inference")
+            #expect(slotOf[fields[2]] == fields[3], "\(fields)")
+            #expect(fields[4] == "200")
+            #expect(Double(fields[5]) != nil && Double(fields[6]) != nil, "\(fields)")
+        }
+        #expect(lines.filter { $0.count > 3 && $0[3] == "green" }.count == green)
+
+        // A path no route takes is answered by the gateway itself and logged without a component.
+        let client = KeepAliveHTTPClient(address: setup.gateway.address, port: GatewayTestRegion.gatewayPort)
+        #expect(try client.get("/other").status == 404)
+        let last = setup.accessLogLines().last ?? []
+        #expect(Array(last.dropFirst().prefix(4)) == ["-", "-", "-", "404"], "\(last)")
+        await setup.close()
+    }
+
+    @Test func aRefusedConfigurationOrAFailedReloadLeavesTheLiveOneServing() async throws {
+        let setup = try await GatewayTestRegion(addressPrefix: "127.0.161")
+        defer { setup.cluster.stopAll() }
+        let good = setup.config()
+        _ = try await setup.activate(good)
+        let live = setup.gateway.root + "/" + GatewayConfig.path
+
+        // nginx -t refuses: nothing is swapped, nothing is signalled, the temporary file is gone.
+        let outcome = try await setup.activate(text: good.text + "bogus_directive on;\n")
+        guard case .checkFailed(let message) = outcome else { Issue.record("expected the check to fail, got \(outcome)"); return }
+        #expect(message.contains("unknown directive \"bogus_directive\""), "\(message)")
+        #expect(try String(contentsOfFile: live, encoding: .utf8) == good.text)
+        #expect(!FileManager.default.fileExists(atPath: setup.gateway.root + "/router/.nginx.conf.new"))
+        #expect(try await GatewayActivation.servingIdentity(good, on: setup.session) == good.identity)
+
+        // A configuration nginx -t accepts but the running nginx cannot load
+        // (its new port is taken): the reload fails silently, and only the
+        // identity check notices; the error log says why.
+        let blocker = try TestBackend(address: setup.gateway.address, port: 18090, slot: "none", host: "blocker")
+        defer { blocker.stop() }
+        let moved = setup.config(port: 18090)
+        do {
+            _ = try await setup.activate(moved, attempts: 10)
+            Issue.record("a reload nginx could not carry out must not be confirmed")
+        } catch let error as GatewayActivationError {
+            guard case .notConfirmed(_, let expected, _, let attempts, let errorLog) = error else { Issue.record("expected .notConfirmed, got \(error)"); return }
+            #expect(expected == moved.identity && attempts == 10)
+            #expect(errorLog.contains("Address already in use"), "\(errorLog)")
+            #expect(error.description.contains("after 10 looks the gateway still serves"), "\(error)")
+        }
+        #expect(try await GatewayActivation.servingIdentity(good, on: setup.session) == good.identity)
+        await setup.close()
+    }
+
+    @Test func aReloadUnderKeepAliveLoadLosesNoRequest() async throws {
+        let setup = try await GatewayTestRegion(addressPrefix: "127.0.162")
+        defer { setup.cluster.stopAll() }
+        _ = try await setup.activate(setup.config())
+        let workers = 4
+        let perWorker = 600
+        let tally = LoadTally()
+        let address = setup.gateway.address
+        for worker in 0..<workers {
+            let thread = Thread {
+                let client = KeepAliveHTTPClient(address: address, port: GatewayTestRegion.gatewayPort)
+                var ok = 0
+                var failures: [String] = []
+                for index in 0..<perWorker {
+                    do {
+                        let response = try client.get("/v1/w\(worker)-\(index)")
+                        if response.status == 200 { ok += 1 } else { failures.append("\(worker)/\(index): status \(response.status)") }
+                    } catch {
+                        failures.append("\(worker)/\(index): \(error)")
+                    }
+                }
+                tally.record(ok: ok, failures: failures, staleRetries: client.staleRetries, connections: client.connections)
+            }
+            thread.start()
+        }
+        var reloads = 0
+        let splits = [TrafficSplit(blue: 50, green: 50)!, .all(on: .green), TrafficSplit(blue: 90, green: 10)!, .all(on: .blue)]
+        for round in 0..<200 where tally.done < workers && reloads < 8 {
+            let report = try await setup.activate(setup.config(splits[round % splits.count]))
+            guard case .reloaded = report.outcome else { Issue.record("expected a reload, got \(report.outcome)"); break }
+            reloads += 1
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        for _ in 0..<3000 where tally.done < workers { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(tally.done == workers, "the load threads did not finish within 30 s")
+        print("gateway reload under load: \(reloads) reloads, \(tally.ok) of \(workers * perWorker) requests answered 200, \(tally.failures.count) lost, \(tally.staleRetries) retried after an idle connection was closed, \(tally.connections) connections")
+        #expect(reloads >= 3, "the load ended before three reloads ran")
+        #expect(tally.failures.isEmpty, "\(tally.failures.prefix(5))")
+        #expect(tally.ok == workers * perWorker)
+        await setup.close()
+    }
+
+    @Test func theIdentityAnswersOnlyTheHostItselfAndAStalePidIsNeverSignalled() async throws {
+        let setup = try await GatewayTestRegion(addressPrefix: "127.0.163")
+        defer { setup.cluster.stopAll() }
+        // A pid file left behind that names a live process which is not nginx.
+        let bystander = try SpawnedProcess(["/bin/sleep", "30"])
+        defer { bystander.stop() }
+        try FileManager.default.createDirectory(atPath: setup.gateway.root + "/router/run", withIntermediateDirectories: true)
+        try "\(bystander.pid)\n".write(toFile: setup.gateway.root + "/" + GatewayConfig.pidPath, atomically: true, encoding: .utf8)
+        let config = setup.config()
+        let report = try await setup.activate(config)
+        guard case .started(let pid) = report.outcome else { Issue.record("expected a fresh start, got \(report.outcome)"); return }
+        #expect(pid != Int(bystander.pid))
+        #expect(bystander.isRunning, "the process named by a stale pid file was signalled")
+
+        let local = KeepAliveHTTPClient(address: setup.gateway.address, port: GatewayTestRegion.gatewayPort)
+        let answer = try local.get(GatewayConfig.identityLocation)
+        #expect(answer.status == 200 && String(decoding: answer.body, as: UTF8.self) == config.identity + "\n")
+        let elsewhere = KeepAliveHTTPClient(address: setup.gateway.address, port: GatewayTestRegion.gatewayPort, sourceAddress: "127.0.163.9")
+        #expect(try elsewhere.get(GatewayConfig.identityLocation).status == 403)
+        #expect(try elsewhere.get("/v1/x").status == 200)
+        await setup.close()
+    }
+}
