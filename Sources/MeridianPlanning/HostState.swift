@@ -173,8 +173,12 @@ public struct DesiredHostState: Codable, Sendable, Equatable {
     public var files: [ManagedFile]
     public var releases: [ReleaseRequirement]
     public var components: [ComponentSlotLayout]
+    /// On a gateway host, its nginx configuration; its text is also in
+    /// `files` at `GatewayConfig.path`, so plan and drift treat it like any
+    /// file, while apply puts it in place through the gateway step.
+    public var gateway: GatewayConfig?
 
-    public init(region: String, host: String, address: String, root: String, roles: [String], files: [ManagedFile], releases: [ReleaseRequirement], components: [ComponentSlotLayout]) {
+    public init(region: String, host: String, address: String, root: String, roles: [String], files: [ManagedFile], releases: [ReleaseRequirement], components: [ComponentSlotLayout], gateway: GatewayConfig? = nil) {
         self.region = region
         self.host = host
         self.address = address
@@ -183,6 +187,7 @@ public struct DesiredHostState: Codable, Sendable, Equatable {
         self.files = files
         self.releases = releases
         self.components = components
+        self.gateway = gateway
     }
 
     /// `region/host`: the key of observed states and of host plans.
