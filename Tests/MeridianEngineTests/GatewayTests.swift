@@ -276,3 +276,46 @@ final class LoadTally: @unchecked Sendable {
         await setup.close()
     }
 }
+
+/// The gateway through the normal apply and drift paths on a real sshd test
+/// host (127.0.164.x): apply starts nginx with the rendered configuration,
+/// drift names a hand edit `gateway-config-modified`, and remediation puts
+/// the applied configuration back through nginx -t and a confirmed reload.
+@Suite struct GatewayApplyTests {
+    @Test func applyStartsTheGatewayAndDriftRestoresAHandEditedConfiguration() async throws {
+        let setup = try await RemediationFleet(addressPrefix: "127.0.164", port: 19591)
+        defer { setup.tearDown() }
+        try await setup.applyAll()
+        let region = setup.fleet.regions[0]
+        let desired = GatewayConfig.forGateway(region.gateways[0], in: region, fleet: setup.fleet, splits: [:])
+        let live = setup.host.root + "/" + GatewayConfig.path
+        #expect(try String(contentsOfFile: live, encoding: .utf8) == desired.text)
+        func serving() throws -> String {
+            let response = try KeepAliveHTTPClient(address: setup.host.address, port: region.gatewayPort).get(GatewayConfig.identityLocation)
+            return String(decoding: response.body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect(try serving() == desired.identity)
+        #expect(try await setup.findings().isEmpty)
+
+        // Edited by hand and reloaded by hand: the edit serves.
+        try desired.text.replacingOccurrences(of: "return 200 \"\(desired.identity)\\n\";", with: "return 200 \"edited by hand\\n\";")
+            .write(toFile: live, atomically: false, encoding: .utf8)
+        let master = try String(contentsOfFile: setup.host.root + "/" + GatewayConfig.pidPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        kill(pid_t(master) ?? 0, SIGHUP)
+        var edited = false
+        for _ in 0..<100 where !edited {
+            edited = (try? serving()) == "edited by hand"
+            if !edited { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(edited, "the hand-edited configuration did not start serving")
+        let found = try await setup.findings()
+        #expect(found.map(\.kind) == [.gatewayConfigModified] && found.first?.subject == GatewayConfig.path, "\(found)")
+
+        let outcomes = try await setup.remediate([.gatewayConfigModified])
+        #expect(outcomes.count == 1 && outcomes.allSatisfy(\.succeeded), "\(outcomes.map(\.result))")
+        #expect(try String(contentsOfFile: live, encoding: .utf8) == desired.text)
+        #expect(try serving() == desired.identity, "the applied configuration is serving again")
+        #expect(try await setup.findings().isEmpty)
+        setup.cluster.stopAll()
+    }
+}
