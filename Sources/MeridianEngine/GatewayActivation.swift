@@ -50,7 +50,7 @@ public enum GatewayActivation {
         attempts: Int = 50, interval: Duration = .milliseconds(100)
     ) async throws -> GatewayActivationReport {
         let scripts = GatewayScripts(root: root)
-        let result = try await session.run(RemoteCommand(["sh", "-c", scripts.activate(config)]))
+        let result = try await session.run(RemoteCommand(["sh", "-c", scripts.activate(config)]), stdin: Data(config.text.utf8))
         let outcome: GatewayActivationOutcome
         switch GatewayScripts.parseActivation(result.stdout, host: host) {
         case .success(let parsed): outcome = parsed

@@ -71,21 +71,30 @@ public struct GatewayScripts: Sendable, Equatable {
         """
     }
 
-    /// Writes `config` as `router/.nginx.conf.new`, checks it with `nginx -t`
-    /// (error log given with `-e`, so nginx never touches /var/log), and only
-    /// when it passes keeps the live file as `nginx.conf.previous`, renames
-    /// the new one into place and starts or reloads nginx. A failed check
-    /// removes the new file and leaves the live configuration untouched.
+    /// Reads the new configuration from standard input into
+    /// `router/.nginx.conf.new` and checks that it arrived whole (its
+    /// SHA-256), checks it with `nginx -t` (error log given with `-e`, so
+    /// nginx never touches /var/log), and only when it passes keeps the live
+    /// file as `nginx.conf.previous`, renames the new one into place and
+    /// starts or reloads nginx. A failed check removes the new file and leaves
+    /// the live configuration untouched. The text goes on standard input, not
+    /// into the command line, so a region of any size fits.
     public func activate(_ config: GatewayConfig) -> String { activate(text: config.text) }
 
-    /// `activate` for a configuration given as text (what tests of a refused
-    /// configuration need; meridian itself renders every text from a value).
+    /// `activate` for a configuration given as text, sent on standard input
+    /// (what tests of a refused configuration need; meridian itself renders
+    /// every text from a value).
     public func activate(text: String) -> String {
         preamble + """
         new="$p".nginx.conf.new
         command -v nginx >/dev/null 2>&1 || { report failed "nginx is not installed (or not on PATH) on this gateway host"; exit 0; }
         mkdir -p -- "$p"logs "$p"run "$p"temp 2>/dev/null || { report failed "cannot create the folders under $p"; exit 0; }
-        printf '%s' \(ShellQuoting.quote(text)) > "$new" 2>/dev/null || { rm -f -- "$new"; report failed "cannot write $new"; exit 0; }
+        cat > "$new" 2>/dev/null || { rm -f -- "$new"; report failed "cannot write $new"; exit 0; }
+        if [ "$(sha256sum < "$new" | cut -c1-64)" != \(SHA256.hex(text)) ]; then
+          rm -f -- "$new"
+          report failed "the new configuration arrived incomplete (its SHA-256 differs); nothing was changed"
+          exit 0
+        fi
         if ! out=$(nginx -t -q -p "$p" -c "$new" -e "$err" "$@" 2>&1 </dev/null); then
           rm -f -- "$new"
           report check-failed "$out"

@@ -57,9 +57,10 @@ final class GatewayTestRegion: @unchecked Sendable {
         try await GatewayActivation.activate(config, root: gateway.root, on: session, host: "gw-test/\(gateway.name)", attempts: attempts)
     }
 
-    /// Runs the activation script for a configuration given as text and parses its outcome.
-    func activate(text: String) async throws -> GatewayActivationOutcome {
-        let result = try await session.run(RemoteCommand(["sh", "-c", GatewayScripts(root: gateway.root).activate(text: text)]))
+    /// Runs the activation script for a configuration given as text (sent as
+    /// `sent`, the text itself unless a test cuts it) and parses its outcome.
+    func activate(text: String, sent: String? = nil) async throws -> GatewayActivationOutcome {
+        let result = try await session.run(RemoteCommand(["sh", "-c", GatewayScripts(root: gateway.root).activate(text: text)]), stdin: Data((sent ?? text).utf8))
         return try GatewayScripts.parseActivation(result.stdout, host: gateway.name).get()
     }
 
@@ -192,12 +193,18 @@ final class LoadTally: @unchecked Sendable {
         #expect(!FileManager.default.fileExists(atPath: setup.gateway.root + "/router/.nginx.conf.new"))
         #expect(try await GatewayActivation.servingIdentity(good, on: setup.session) == good.identity)
 
+        // A text cut short on its way (a dropped connection) is refused before nginx sees it.
+        let moved = setup.config(port: 18090)
+        let cut = try await setup.activate(text: moved.text, sent: String(moved.text.prefix(200)))
+        guard case .failed(let reason) = cut else { Issue.record("expected a refused transfer, got \(cut)"); return }
+        #expect(reason.contains("arrived incomplete"), "\(reason)")
+        #expect(try String(contentsOfFile: live, encoding: .utf8) == good.text)
+
         // A configuration nginx -t accepts but the running nginx cannot load
         // (its new port is taken): the reload fails silently, and only the
         // identity check notices; the error log says why.
         let blocker = try TestBackend(address: setup.gateway.address, port: 18090, slot: "none", host: "blocker")
         defer { blocker.stop() }
-        let moved = setup.config(port: 18090)
         do {
             _ = try await setup.activate(moved, attempts: 10)
             Issue.record("a reload nginx could not carry out must not be confirmed")
