@@ -47,7 +47,7 @@ public enum GatewayActivation {
     ///   - attempts, interval: how often and how far apart the identity is asked for (bounded).
     public static func activate(
         _ config: GatewayConfig, root: String, on session: SSHSession, host: String,
-        attempts: Int = 50, interval: Duration = .milliseconds(100)
+        attempts: Int = 200, interval: Duration = .milliseconds(25)
     ) async throws -> GatewayActivationReport {
         let scripts = GatewayScripts(root: root)
         let result = try await session.run(RemoteCommand(["sh", "-c", scripts.activate(config)]), stdin: Data(config.text.utf8))

@@ -53,7 +53,7 @@ final class GatewayTestRegion: @unchecked Sendable {
         return GatewayConfig.forGateway(region.hosts[0], in: region, fleet: fleet, splits: ["inference": split])
     }
 
-    func activate(_ config: GatewayConfig, attempts: Int = 50) async throws -> GatewayActivationReport {
+    func activate(_ config: GatewayConfig, attempts: Int = 200) async throws -> GatewayActivationReport {
         try await GatewayActivation.activate(config, root: gateway.root, on: session, host: "gw-test/\(gateway.name)", attempts: attempts)
     }
 
@@ -244,13 +244,33 @@ final class LoadTally: @unchecked Sendable {
             thread.start()
         }
         var reloads = 0
+        var activations: [Duration] = []
+        var confirmLooks: [Int] = []
         let splits = [TrafficSplit(blue: 50, green: 50)!, .all(on: .green), TrafficSplit(blue: 90, green: 10)!, .all(on: .blue)]
         for round in 0..<200 where tally.done < workers && reloads < 8 {
+            let started = ContinuousClock.now
             let report = try await setup.activate(setup.config(splits[round % splits.count]))
+            activations.append(ContinuousClock.now - started)
+            confirmLooks.append(report.confirmAttempts)
             guard case .reloaded = report.outcome else { Issue.record("expected a reload, got \(report.outcome)"); break }
             reloads += 1
             try await Task.sleep(for: .milliseconds(50))
         }
+        // The baseline, measured in the same run under the same load: one command's round trip.
+        var roundTrips: [Duration] = []
+        for _ in 0..<5 {
+            let started = ContinuousClock.now
+            _ = try await setup.session.run(RemoteCommand(["true"]))
+            roundTrips.append(ContinuousClock.now - started)
+        }
+        func median(_ values: [Duration]) -> Double {
+            let sorted = values.sorted()
+            let middle = sorted[sorted.count / 2].components
+            return Double(middle.seconds) + Double(middle.attoseconds) / 1e18
+        }
+        let ratio = median(activations) / max(median(roundTrips), 1e-6)
+        print(String(format: "gateway activation under load: median %.0f ms = %.1f x one command round trip (%.0f ms); identity looks per reload: %@",
+                     median(activations) * 1000, ratio, median(roundTrips) * 1000, confirmLooks.map(String.init).joined(separator: ",")))
         for _ in 0..<3000 where tally.done < workers { try await Task.sleep(for: .milliseconds(10)) }
         #expect(tally.done == workers, "the load threads did not finish within 30 s")
         print("gateway reload under load: \(reloads) reloads, \(tally.ok) of \(workers * perWorker) requests answered 200, \(tally.failures.count) lost, \(tally.staleRetries) retried after an idle connection was closed, \(tally.connections) connections")
