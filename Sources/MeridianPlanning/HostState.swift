@@ -450,8 +450,11 @@ public struct ObservedHostState: Codable, Sendable, Equatable {
     public var lock: RemoteLock?
     /// Files under the managed folders that meridian was not asked about, sorted.
     public var unmanagedFiles: [String]
+    /// Whether the gateway's nginx master (`router/run/nginx.pid`) is alive;
+    /// nil when the observation did not look (a host without the gateway role).
+    public var gatewayRunning: Bool?
 
-    public init(manifest: ObservedManifest = .absent, files: [String: ObservedFile] = [:], fileContents: [String: Data] = [:], releases: [ObservedRelease] = [], slots: [ObservedSlotLink] = [], processes: [ObservedProcess] = [], lock: RemoteLock? = nil, unmanagedFiles: [String] = []) {
+    public init(manifest: ObservedManifest = .absent, files: [String: ObservedFile] = [:], fileContents: [String: Data] = [:], releases: [ObservedRelease] = [], slots: [ObservedSlotLink] = [], processes: [ObservedProcess] = [], lock: RemoteLock? = nil, unmanagedFiles: [String] = [], gatewayRunning: Bool? = nil) {
         self.manifest = manifest
         self.files = files
         self.fileContents = fileContents
@@ -460,6 +463,7 @@ public struct ObservedHostState: Codable, Sendable, Equatable {
         self.processes = processes
         self.lock = lock
         self.unmanagedFiles = unmanagedFiles
+        self.gatewayRunning = gatewayRunning
     }
 
     public func slotTarget(component: String, slot: SlotName) -> String? {

@@ -343,6 +343,18 @@ final class LoadTally: @unchecked Sendable {
         #expect(try String(contentsOfFile: live, encoding: .utf8) == desired.text)
         #expect(try serving() == desired.identity, "the applied configuration is serving again")
         #expect(try await setup.findings().isEmpty)
+
+        // nginx stopped (a reboot, a kill): the next plan starts it through the gateway step.
+        TestHostCluster.stopGateway(root: setup.host.root)
+        #expect((try? serving()) == nil)
+        let planned = try await setup.planning.plan(regions: [], parallelism: 2)
+        let actions = planned.plan.hosts.flatMap(\.actions).filter { $0.subject == GatewayConfig.path }
+        #expect(actions.map(\.reasons) == [["nginx is not running: the gateway step starts it with this configuration"]], "\(actions)")
+        let report = try await setup.apply.apply(planned.plan, fleet: planned.fleet)
+        #expect(report.exitCode == 0, "\(report.regions)")
+        #expect(try serving() == desired.identity)
+        let again = try await setup.planning.plan(regions: [], parallelism: 2)
+        #expect(!again.plan.summary.hasChanges, "a running gateway is left alone")
         setup.cluster.stopAll()
     }
 }

@@ -69,6 +69,42 @@ import MeridianModel
         #expect(!quiet.contains(.activateGateway))
     }
 
+    @Test func aStoppedGatewayIsPlannedAsTheGatewayStepAndARunningOneIsLeftAlone() throws {
+        let desired = try #require(Self.render()["gw"])
+        let gateway = try #require(desired.gateway)
+        let file = ObservedFile.regular(sha256: SHA256.hex(gateway.text), mode: 0o644, size: gateway.text.utf8.count)
+        func actions(running: Bool?) -> [PlanAction] {
+            let observed = ObservedHostState(files: [GatewayConfig.path: file], gatewayRunning: running)
+            return Planner.plan(desired: [desired], observed: [desired.id: observed], basis: PlanBasis(fleetFiles: [:], gitCommit: nil))
+                .hosts[0].actions.filter { $0.subject == GatewayConfig.path }
+        }
+        let stopped = actions(running: false)
+        #expect(stopped.count == 1 && stopped[0].kind == .updateFile && stopped[0].diff == nil, "\(stopped)")
+        #expect(stopped[0].reasons == ["nginx is not running: the gateway step starts it with this configuration"])
+        #expect(HostStep.steps(for: hostPlan(stopped), desired: desired, rewriteSensitive: [], writeManifest: false).contains(.activateGateway))
+        #expect(actions(running: true).isEmpty)
+        #expect(actions(running: nil).isEmpty)
+    }
+
+    @Test func theObservationSaysWhetherTheGatewayRuns() throws {
+        let desired = try #require(Self.render()["gw"])
+        let script = ObserveScript(desired: desired)
+        let app = try #require(Self.render()["app"])
+        #expect(script.observesGateway && !ObserveScript(desired: app).observesGateway)
+        #expect(script.script.contains("gpid=$(head -c 32 \"$root\"/router/run/nginx.pid 2>/dev/null | tr -dc 0-9)"))
+        func parse(_ record: String) -> String {
+            let output = "meridian-observe 1\nlock-outcome not-requested\nlock none\nmanifest none\n" + (record.isEmpty ? "" : record + "\n") + "end\n"
+            switch script.parse(Data(output.utf8), host: "eu/gw") {
+            case .success(let observation): return observation.state.gatewayRunning.map { $0 ? "running" : "stopped" } ?? "not observed"
+            case .failure(let error): return error.description
+            }
+        }
+        #expect(parse("gateway running") == "running")
+        #expect(parse("gateway stopped") == "stopped")
+        #expect(parse("") == "not observed")
+        #expect(parse("gateway maybe") == "host eu/gw: observation output line 5: malformed gateway record")
+    }
+
     @Test func aHandEditedGatewayConfigurationIsItsOwnDriftKind() {
         let text = Data("worker_processes 1;\n".utf8)
         let applied = HostManifest(revision: "1", appliedAt: "t", appliedBy: "me",
