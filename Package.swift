@@ -75,8 +75,9 @@ let package = Package(
         .executableTarget(name: "meridian", dependencies: ["MeridianCLI"]),
 
         // Real sshd processes (and the nginx gateway steps start on them) on
-        // loopback addresses, with HTTP backends and a keep-alive client, for
-        // integration tests, benchmarks and by-hand use.
+        // loopback addresses, the example stack laid out in test fleets, HTTP
+        // backends and a keep-alive client, for integration tests, benchmarks
+        // and by-hand use.
         .target(name: "MeridianTestHosts", dependencies: ["MeridianBasics"]),
 
         // Starts and stops test hosts by hand: `meridian-testhosts up --count N --dir D`.
@@ -107,7 +108,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MeridianCLITests",
-            dependencies: ["MeridianCLI", "MeridianPlanning", "MeridianTestHosts", "MeridianBasics"]
+            dependencies: ["MeridianCLI", "MeridianEngine", "MeridianModel", "MeridianPlanning", "MeridianSSH", "MeridianTestHosts", "MeridianBasics"]
         ),
     ],
     swiftLanguageModes: [.v6]

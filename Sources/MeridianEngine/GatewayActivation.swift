@@ -80,7 +80,7 @@ public enum GatewayActivation {
     /// The identity the gateway serves now, read through the SSH connection
     /// from its identity location; nil when it answers with something else.
     public static func servingIdentity(_ config: GatewayConfig, on session: SSHSession) async throws -> String? {
-        let response = try await session.httpRequest(host: config.listenAddress, port: config.listenPort, path: GatewayConfig.identityLocation, timeout: .seconds(5))
+        let response = try await session.httpRequest(address: config.listenAddress, port: config.listenPort, path: GatewayConfig.identityLocation, timeout: .seconds(5))
         guard response.status == 200 else { return nil }
         return String(decoding: response.body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }

@@ -92,13 +92,20 @@ enum SettingsReader {
         if let n = map["start"] {
             start = r.stringList(n, NodeReader.join(path, "start"), what: "the start command as a list of arguments, e.g. [bin/serve, --port, \"{port}\"]")
             if start?.isEmpty == true { r.error(n, NodeReader.join(path, "start"), "the start command needs at least the program to run") ; start = nil }
+            for (i, word) in (start ?? []).enumerated() {
+                for placeholder in Component.placeholders(in: word) where !Component.startPlaceholders.contains(placeholder) {
+                    var message = "unknown placeholder {\(placeholder)}: the start command can use \(Component.startPlaceholders.map { "{\($0)}" }.joined(separator: ", "))"
+                    if let s = Suggestion.closest(to: placeholder, among: Component.startPlaceholders) { message += "; did you mean {\(s)}?" }
+                    r.error(nil, NodeReader.index(NodeReader.join(path, "start"), i), message)
+                }
+            }
         }
         var ports: SlotPorts?
         if let n = map["ports"] { ports = readPorts(n, NodeReader.join(path, "ports"), &r) }
         var component = Component(name: name, artifact: artifact ?? .path(""), start: start ?? [], ports: ports ?? SlotPorts(blue: 0, green: 0))
         if let n = map["health"], let v = r.nonEmptyString(n, NodeReader.join(path, "health")) {
-            if v.hasPrefix("/") { component.health = v }
-            else { r.error(n, NodeReader.join(path, "health"), "expected an HTTP path starting with '/', got \"\(v)\"") }
+            if isRequestPath(v) { component.health = v }
+            else { r.error(n, NodeReader.join(path, "health"), "expected an HTTP path starting with '/' without spaces (write %20), got \"\(v)\"") }
         }
         if let n = map["smoke"], let items = r.sequence(n, NodeReader.join(path, "smoke")) {
             for (i, item) in items.enumerated() {
@@ -160,11 +167,16 @@ enum SettingsReader {
         return SlotPorts(blue: blue, green: green)
     }
 
+    /// A path (and query) meridian can send as it is on a request line.
+    static func isRequestPath(_ text: String) -> Bool {
+        text.hasPrefix("/") && !text.unicodeScalars.contains { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7f }
+    }
+
     static func readProbe(_ node: Node, _ path: String, _ r: inout NodeReader) -> SmokeProbe? {
         guard let map = r.mapping(node, path, known: ["name", "method", "path", "expect_status", "expect_body"], required: ["path"]) else { return nil }
         guard let probePath = map["path"].flatMap({ r.nonEmptyString($0, NodeReader.join(path, "path")) }) else { return nil }
-        guard probePath.hasPrefix("/") else {
-            r.error(map["path"], NodeReader.join(path, "path"), "expected an HTTP path starting with '/', got \"\(probePath)\"")
+        guard isRequestPath(probePath) else {
+            r.error(map["path"], NodeReader.join(path, "path"), "expected an HTTP path starting with '/' without spaces (write %20), got \"\(probePath)\"")
             return nil
         }
         var probe = SmokeProbe(name: probePath, path: probePath)

@@ -147,7 +147,7 @@ public struct Component: Sendable, Equatable {
     public var name: String
     public var artifact: ArtifactSource
     /// The argv that starts the component, run from its slot folder;
-    /// `{port}`, `{slot}`, `{version}` and `{root}` are replaced when it starts.
+    /// `{address}`, `{port}`, `{slot}`, `{version}` and `{root}` are replaced when it starts.
     public var start: [String]
     public var ports: SlotPorts
     /// HTTP path answered with 2xx when the component is healthy.
@@ -158,6 +158,22 @@ public struct Component: Sendable, Equatable {
     /// The path prefix the regional gateway sends to this component, e.g.
     /// `/v1/`; starts and ends with `/`. Nil: the gateway does not serve it.
     public var route: String?
+
+    /// The names a start command may write in braces; each is replaced when a slot starts.
+    public static let startPlaceholders = ["address", "port", "slot", "version", "root"]
+
+    /// The `{name}` placeholders in one word of a start command (lower-case names only,
+    /// so literal braces such as JSON in an argument are left alone).
+    public static func placeholders(in word: String) -> [String] {
+        let characters = Array(word)
+        var found: [String] = []
+        for (open, character) in characters.enumerated() where character == "{" {
+            var end = open + 1
+            while end < characters.count, ("a"..."z").contains(characters[end]) || characters[end] == "_" { end += 1 }
+            if end > open + 1, end < characters.count, characters[end] == "}" { found.append(String(characters[(open + 1)..<end])) }
+        }
+        return found
+    }
 
     public init(name: String, artifact: ArtifactSource, start: [String], ports: SlotPorts, health: String = "/healthz", smoke: [SmokeProbe] = [], strategy: RolloutStrategy = .recreate, canary: CanarySettings = CanarySettings(), route: String? = nil) {
         self.name = name
@@ -203,7 +219,7 @@ public enum Slot: String, Sendable, Codable, CaseIterable, Hashable, Comparable 
     public static func < (a: Slot, b: Slot) -> Bool { a.rawValue < b.rawValue }
 }
 
-/// Each slot of a component listens on its own port on 127.0.0.1.
+/// Each slot of a component listens on its own port at the host's service address.
 public struct SlotPorts: Sendable, Equatable {
     public var blue: Int
     public var green: Int

@@ -103,7 +103,7 @@ public struct DesiredStateRenderer: Sendable {
                 continue
             }
             releases.append(ReleaseRequirement(component: name, version: version.description, artifact: artifact.fileName, sha256: artifact.sha256))
-            layouts.append(ComponentSlotLayout(component: name, version: version.description, activeSlot: .blue,
+            layouts.append(ComponentSlotLayout(component: name, version: version.description, activeSlot: .blue, address: host.serviceAddress,
                                                bluePort: component.ports.blue, greenPort: component.ports.green,
                                                startCommand: component.start, healthPath: component.health))
         }
@@ -138,6 +138,7 @@ public struct DesiredStateRenderer: Sendable {
             "region.jurisdiction": .text(region.jurisdiction.code),
             "host.name": .text(host.name),
             "host.address": .text(host.address),
+            "host.listen": .text(host.serviceAddress),
             "host.root": .text(root),
         ]
         for (name, value) in region.variables {

@@ -133,8 +133,8 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
     }
 
     /// The address a host's services are reached on from other hosts of its
-    /// region: the one place to switch when hosts get a separate service address.
-    public static func serviceAddress(of host: FleetHost) -> String { host.address }
+    /// region (its `listen`, else its `address`); the gateway listens on its own.
+    public static func serviceAddress(of host: FleetHost) -> String { host.serviceAddress }
 
     /// The configuration of `gateway` (a gateway host of `region`): a route
     /// for every component that declares one and runs on some host of the

@@ -52,6 +52,13 @@ enum GatewayFixture {
         #expect(config.routes[1].servers.map(\.endpoint) == ["127.0.1.2:8201", "127.0.1.2:8202"])
         #expect(config.listenAddress == "127.0.1.1" && config.listenPort == 8080)
         #expect(GatewayFixture.config(fleet: GatewayFixture.fleet(inferenceRoute: nil)).routes.map(\.component) == ["knowledge-base"])
+        // A host whose services listen on another address than its SSH address is reached there.
+        var fleet = GatewayFixture.fleet()
+        fleet.regions[0].hosts[2].listen = "10.1.0.3"
+        fleet.regions[0].hosts[0].listen = "10.1.0.1"
+        let listening = GatewayFixture.config(fleet: fleet)
+        #expect(listening.routes[0].servers.map(\.endpoint) == ["127.0.1.2:8101", "127.0.1.2:8102", "10.1.0.3:8101", "10.1.0.3:8102"])
+        #expect(listening.listenAddress == "10.1.0.1")
     }
 
     @Test func theIdentityNamesTheConfigurationAndIsServedInIt() {
