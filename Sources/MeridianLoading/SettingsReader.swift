@@ -192,7 +192,7 @@ enum SettingsReader {
 
     static func readCanary(_ node: Node, _ path: String, _ r: inout NodeReader) -> CanarySettings {
         var canary = CanarySettings()
-        guard let map = r.mapping(node, path, known: ["steps", "pause", "analysis"]) else { return canary }
+        guard let map = r.mapping(node, path, known: ["steps", "pause", "analysis", "inconclusive"]) else { return canary }
         if let n = map["steps"], let items = r.sequence(n, NodeReader.join(path, "steps"), what: "a list of traffic percentages such as [10, 50, 100]") {
             var steps: [Int] = []
             for (i, item) in items.enumerated() {
@@ -209,16 +209,37 @@ enum SettingsReader {
         if let n = map["pause"], let v = r.duration(n, NodeReader.join(path, "pause")) { canary.pause = v }
         if let n = map["analysis"] {
             let p = NodeReader.join(path, "analysis")
-            let keys = ["max_error_rate", "max_p99_latency", "min_requests", "max_error_rate_increase", "max_latency_ratio"]
+            let keys = ["max_error_rate", "max_p99_latency", "min_requests", "max_error_rate_increase", "max_latency_ratio", "confidence"]
             if let a = r.mapping(n, p, known: keys) {
                 if let n = a["max_error_rate"], let v = r.number(n, NodeReader.join(p, "max_error_rate"), in: 0...1) { canary.analysis.maxErrorRate = v }
                 if let n = a["max_p99_latency"], let v = r.duration(n, NodeReader.join(p, "max_p99_latency")) { canary.analysis.maxP99Latency = v }
                 if let n = a["min_requests"], let v = r.integer(n, NodeReader.join(p, "min_requests"), in: 1...10_000_000) { canary.analysis.minRequests = v }
                 if let n = a["max_error_rate_increase"], let v = r.number(n, NodeReader.join(p, "max_error_rate_increase"), in: 0...1) { canary.analysis.maxErrorRateIncrease = v }
                 if let n = a["max_latency_ratio"], let v = r.number(n, NodeReader.join(p, "max_latency_ratio"), in: 1...1000) { canary.analysis.maxLatencyRatio = v }
+                if let n = a["confidence"], let v = r.number(n, NodeReader.join(p, "confidence"), in: 0.5...0.9999) { canary.analysis.confidence = v }
             }
         }
+        if let n = map["inconclusive"] { canary.inconclusive = readInconclusive(n, NodeReader.join(path, "inconclusive"), &r) }
         return canary
+    }
+
+    static func readInconclusive(_ node: Node, _ path: String, _ r: inout NodeReader) -> InconclusiveHandling {
+        var handling = InconclusiveHandling()
+        guard let map = r.mapping(node, path, known: ["wait", "then"], what: "a mapping such as { wait: 5m, then: hold }") else { return handling }
+        if let n = map["wait"], let v = r.duration(n, NodeReader.join(path, "wait")) {
+            if v <= .seconds(86_400) { handling.wait = v }
+            else { r.error(n, NodeReader.join(path, "wait"), "expected at most 1d of extra waiting, got \(DurationText.format(v)): use then: hold to leave a step to an operator") }
+        }
+        if let n = map["then"], let v = r.string(n, NodeReader.join(path, "then"), what: "fail or hold") {
+            if let outcome = InconclusiveOutcome(rawValue: v) { handling.then = outcome }
+            else {
+                let names = InconclusiveOutcome.allCases.map(\.rawValue)
+                var message = "expected fail (roll back) or hold (wait for meridian rollout promote), got \"\(v)\""
+                if let s = Suggestion.closest(to: v, among: names) { message += "; did you mean \"\(s)\"?" }
+                r.error(n, NodeReader.join(path, "then"), message)
+            }
+        }
+        return handling
     }
 
     static func readWave(_ node: Node, _ path: String, _ r: inout NodeReader) -> Wave? {

@@ -269,12 +269,38 @@ public struct CanarySettings: Sendable, Equatable {
     /// How long each step runs before its analysis.
     public var pause: Duration
     public var analysis: CanaryAnalysis
+    /// What a step whose analysis cannot judge it (too few requests) does.
+    public var inconclusive: InconclusiveHandling
 
-    public init(steps: [Int] = [10, 50, 100], pause: Duration = .seconds(60), analysis: CanaryAnalysis = CanaryAnalysis()) {
+    public init(steps: [Int] = [10, 50, 100], pause: Duration = .seconds(60), analysis: CanaryAnalysis = CanaryAnalysis(), inconclusive: InconclusiveHandling = InconclusiveHandling()) {
         self.steps = steps
         self.pause = pause
         self.analysis = analysis
+        self.inconclusive = inconclusive
     }
+}
+
+/// How long an inconclusive canary step may run past its pause to gather
+/// enough requests, and what happens when it is still inconclusive then.
+public struct InconclusiveHandling: Sendable, Equatable {
+    /// Extra time beyond the step's pause; the step's window grows with it.
+    public var wait: Duration
+    public var then: InconclusiveOutcome
+
+    public static let standardWait: Duration = .seconds(300)
+
+    public init(wait: Duration = InconclusiveHandling.standardWait, then: InconclusiveOutcome = .fail) {
+        self.wait = wait
+        self.then = then
+    }
+}
+
+/// What a canary step that stays inconclusive past its wait turns into.
+public enum InconclusiveOutcome: String, Sendable, Codable, CaseIterable, Hashable {
+    /// Treated as a failed step: traffic back to stable, the wave stops.
+    case fail
+    /// The step holds its weights until `meridian rollout promote` (or `abort`).
+    case hold
 }
 
 /// Thresholds a canary step must meet, absolute and relative to the stable slot.
@@ -289,13 +315,20 @@ public struct CanaryAnalysis: Sendable, Equatable {
     public var maxErrorRateIncrease: Double?
     /// Highest tolerated ratio of the canary's p99 latency to the stable slot's.
     public var maxLatencyRatio: Double?
+    /// How sure the statistical tests must be that the canary is worse before
+    /// a breached threshold fails the step, 0.5…0.9999; 1 − confidence is the
+    /// step's false-failure rate when canary and stable behave alike.
+    public var confidence: Double
 
-    public init(maxErrorRate: Double = 0.01, maxP99Latency: Duration = .milliseconds(1000), minRequests: Int = 20, maxErrorRateIncrease: Double? = nil, maxLatencyRatio: Double? = nil) {
+    public static let standardConfidence = 0.95
+
+    public init(maxErrorRate: Double = 0.01, maxP99Latency: Duration = .milliseconds(1000), minRequests: Int = 20, maxErrorRateIncrease: Double? = nil, maxLatencyRatio: Double? = nil, confidence: Double = CanaryAnalysis.standardConfidence) {
         self.maxErrorRate = maxErrorRate
         self.maxP99Latency = maxP99Latency
         self.minRequests = minRequests
         self.maxErrorRateIncrease = maxErrorRateIncrease
         self.maxLatencyRatio = maxLatencyRatio
+        self.confidence = confidence
     }
 }
 

@@ -198,6 +198,13 @@ final class LoadTally: @unchecked Sendable {
             #expect(Double(fields[5]) != nil && Double(fields[6]) != nil, "\(fields)")
         }
         #expect(lines.filter { $0.count > 3 && $0[3] == "green" }.count == green)
+        // The same lines through meridian's own parser: every one parses, with the slot nginx logged.
+        let text = (try? String(contentsOfFile: setup.accessLog, encoding: .utf8)) ?? ""
+        let parsed = AccessLog(text: text)
+        #expect(parsed.unparsable.isEmpty, "\(parsed.unparsable.prefix(3))")
+        let recent = Array(parsed.lines.dropFirst(linesBefore))
+        #expect(recent.count == trials && recent.filter { $0.slot == .green }.count == green)
+        #expect(recent.allSatisfy { $0.component == "inference" && $0.status == 200 && slotOf[$0.answered?.address ?? ""] == $0.slot?.rawValue })
 
         // A path no route takes is answered by the gateway itself and logged without a component.
         let client = KeepAliveHTTPClient(address: setup.gateway.address, port: GatewayTestRegion.gatewayPort)
