@@ -33,7 +33,8 @@ let package = Package(
         ),
 
         // Pure decisions over a loaded fleet: governance rules, governance
-        // bundles, the residency routing table, rendered desired state, plans.
+        // bundles, the residency routing table, rendered desired state (with
+        // the gateway's nginx configuration), plans.
         .target(name: "MeridianPlanning", dependencies: ["MeridianModel", "MeridianBasics"]),
 
         // libssh2 as a system library; only MeridianSSH imports it.
@@ -82,8 +83,11 @@ let package = Package(
         // The thin executable.
         .executableTarget(name: "meridian", dependencies: ["MeridianCLI"]),
 
-        // Real sshd (and later nginx) processes on loopback addresses for
-        // integration tests, benchmarks and by-hand use.
+        // Real sshd processes (and the nginx gateway steps start on them) on
+        // loopback addresses, the example stack laid out in test fleets, HTTP
+        // backends and a keep-alive client, for integration tests, benchmarks
+        // and by-hand use, and what every test target shares: bounded polling
+        // and a seeded random generator.
         .target(name: "MeridianTestHosts", dependencies: ["MeridianBasics"]),
 
         // Starts and stops test hosts by hand: `meridian-testhosts up --count N --dir D`.
@@ -97,7 +101,7 @@ let package = Package(
 
         .testTarget(
             name: "MeridianTests",
-            dependencies: ["MeridianBasics", "MeridianModel", "MeridianLoading", "MeridianPlanning"],
+            dependencies: ["MeridianBasics", "MeridianModel", "MeridianLoading", "MeridianPlanning", "MeridianTestHosts"],
             exclude: ["Golden"]
         ),
         .testTarget(
@@ -114,7 +118,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MeridianCLITests",
-            dependencies: ["MeridianCLI", "MeridianPlanning", "MeridianTestHosts", "MeridianBasics"]
+            dependencies: ["MeridianCLI", "MeridianEngine", "MeridianModel", "MeridianPlanning", "MeridianSSH", "MeridianTestHosts", "MeridianBasics"]
         ),
     ],
     swiftLanguageModes: [.v6]
