@@ -79,7 +79,7 @@ public struct ObserveScript: Sendable, Equatable {
     /// Largest file content returned for a diff, in bytes.
     public var contentLimit: Int
 
-    public init(root: String, files: [ObservedPathRequest], listedFolders: [String] = ["config", "governance"], lock: LockRequest? = nil, contentLimit: Int = 256 * 1024) {
+    public init(root: String, files: [ObservedPathRequest], listedFolders: [String] = ["config", "governance"], lock: LockRequest? = nil, contentLimit: Int = UnifiedDiff.lineDiffLimit) {
         var root = root
         // Listed paths are made relative by cutting "<root>/"; a trailing slash would double it.
         while root.count > 1 && root.hasSuffix("/") { root.removeLast() }
