@@ -47,8 +47,10 @@ def run(argv, env=None, check=True):
 class Sample:
     """One timed command: wall seconds, CPU seconds (user + system, with its children), peak RSS in KiB."""
 
-    def __init__(self, wall, cpu, rss_kib):
+    def __init__(self, wall, cpu, rss_kib, round_trips=None):
         self.wall, self.cpu, self.rss_kib = wall, cpu, rss_kib
+        # Per host, counted by the delaying proxy (None without one).
+        self.round_trips = round_trips
 
 
 def timed(argv, env=None, expect=(0,), stdin=None, cwd=None):
@@ -75,7 +77,9 @@ def median(samples):
     def mid(values):
         values = sorted(values)
         return values[len(values) // 2]
-    return Sample(mid(s.wall for s in samples), mid(s.cpu for s in samples), mid(s.rss_kib for s in samples))
+    trips = [s.round_trips for s in samples if s.round_trips is not None]
+    return Sample(mid(s.wall for s in samples), mid(s.cpu for s in samples), mid(s.rss_kib for s in samples),
+                  mid(trips) if len(trips) == len(samples) else None)
 
 
 def cell(sample):
@@ -142,14 +146,18 @@ class Cluster:
 
 
 class Proxy:
-    """scripts/wan-proxy in front of the given hosts, adding `rtt_ms` to every round trip."""
+    """scripts/wan-proxy in front of the given hosts, adding `rtt_ms` to every round trip
+    and counting each connection's round trips in its log."""
 
     def __init__(self, work, hosts, rtt_ms):
         mapping = os.path.join(work, "proxy-map")
+        self.log = os.path.join(work, "proxy-log")
+        self.rtt_ms = rtt_ms
+        open(self.log, "w").close()
         with open(mapping, "w") as f:
             for h in hosts:
                 f.write(f"{h['address']}:{h['port']}={h['address']}:{h['target_port']}\n")
-        self.process = subprocess.Popen([sys.executable, PROXY, "--rtt-ms", str(rtt_ms), "--map-file", mapping],
+        self.process = subprocess.Popen([sys.executable, PROXY, "--rtt-ms", str(rtt_ms), "--map-file", mapping, "--log", self.log],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.process.stdout.readline()
         if line.strip() != "ready":
@@ -158,6 +166,19 @@ class Proxy:
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=10)
+
+    def entries(self):
+        with open(self.log) as f:
+            return [line.split() for line in f if line.strip()]
+
+    def counted(self, hosts, measure):
+        """Runs `measure` and sets its sample's round trips per host from the connections it closed."""
+        before = len(self.entries())
+        sample = measure()
+        # A connection's line is written once the proxy has passed its end on, half a round trip later.
+        time.sleep(self.rtt_ms / 1000 + 0.5)
+        sample.round_trips = sum(int(e[1]) for e in self.entries()[before:]) / len(hosts)
+        return sample
 
 
 def ssh_argv(cluster, known_hosts):
