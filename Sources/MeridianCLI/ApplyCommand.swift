@@ -14,7 +14,7 @@ struct ApplyCommand: AsyncParsableCommand {
         Without PLANFILE it plans, shows the plan and asks for confirmation (or --auto-approve). \
         With PLANFILE it applies exactly that plan and refuses it if the fleet or a host changed since. \
         Exit codes: 0 applied, 1 a host or region failed (the others completed), 4 a region is locked by another run, \
-        64 no terminal to confirm on and no --auto-approve, 65 invalid fleet files. \
+        64 no terminal to confirm on and no --auto-approve, 65 invalid fleet files or a change inside a freeze window. \
         With --format json, standard output is one JSON event per line (docs/apply-events.md).
         """
     )
@@ -69,11 +69,14 @@ struct ApplyCommand: AsyncParsableCommand {
             if !selection.regions.isEmpty {
                 plan.regions = plan.regions.filter { selection.regions.contains($0.name) }
             }
+            // A window that began after the plan was saved still holds.
+            try planning.refuseFrozen(plan)
         } else {
             let result = try await planning.plan(regions: selection.regions, parallelism: parallelism)
             plan = result.plan
             fleet = result.fleet
             planningFailures = result.failures
+            try planning.refuseFrozen(plan)
             if let stream {
                 stream.plan(plan)
                 planningFailures.forEach(stream.notPlanned)
