@@ -35,7 +35,8 @@ let package = Package(
         ),
 
         // Pure decisions over a loaded fleet: governance rules, governance
-        // bundles, the residency routing table, rendered desired state, plans.
+        // bundles, the residency routing table, rendered desired state (with
+        // the gateway's nginx configuration), plans.
         .target(name: "MeridianPlanning", dependencies: ["MeridianModel", "MeridianBasics"]),
 
         // libssh2 as a system library; only MeridianSSH imports it.
@@ -83,10 +84,11 @@ let package = Package(
         // The thin executable.
         .executableTarget(name: "meridian", dependencies: ["MeridianCLI"]),
 
-        // Real sshd (and later nginx) processes on loopback addresses, and the
-        // example stack laid out in test fleets, for integration tests,
-        // benchmarks and by-hand use, and what every test target shares:
-        // bounded polling and a seeded random generator.
+        // Real sshd processes (and the nginx gateway steps start on them) on
+        // loopback addresses, the example stack laid out in test fleets, HTTP
+        // backends and a keep-alive client, for integration tests, benchmarks
+        // and by-hand use, and what every test target shares: bounded polling
+        // and a seeded random generator.
         .target(name: "MeridianTestHosts", dependencies: ["MeridianBasics"]),
 
         // Starts and stops test hosts by hand: `meridian-testhosts up --count N --dir D`.

@@ -195,7 +195,30 @@ public final class TestHostCluster: @unchecked Sendable {
     }
 
     public func stopAll() {
-        for host in hosts { kill(host) }
+        for host in hosts {
+            kill(host)
+            Self.stopGateway(root: host.root)
+        }
+    }
+
+    /// Stops the nginx that gateway steps started under `root` (its master's
+    /// pid file is `<root>/router/run/nginx.pid`): TERM, then KILL to its
+    /// process group (the master leads it) when it has not gone within about 5 s.
+    public static func stopGateway(root: String) {
+        let pidFile = root + "/router/run/nginx.pid"
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1,
+              let command = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8),
+              command.hasPrefix("nginx: master") else { return }
+        let group = getpgid(pid)
+        let workers = ((try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? "")
+            .split(separator: " ").compactMap { pid_t($0) }
+        Foundation.kill(pid, SIGTERM)
+        waitUntilGone([pid] + workers)
+        if group == pid { Foundation.kill(-group, SIGKILL) }
+        for worker in workers { Foundation.kill(worker, SIGKILL) }
+        waitUntilGone([pid] + workers)
+        try? FileManager.default.removeItem(atPath: pidFile)
     }
 
     /// Stops every host recorded in a cluster directory made by an earlier
@@ -212,6 +235,7 @@ public final class TestHostCluster: @unchecked Sendable {
             for pid in tree { Foundation.kill(pid, SIGKILL) }
             waitUntilGone(tree)
             try? FileManager.default.removeItem(atPath: host.pidFile)
+            stopGateway(root: "\(hostsFolder)/\(name)/root")
         }
         return stopped
     }
