@@ -27,6 +27,12 @@ struct ApplyCommand: AsyncParsableCommand {
 
     func run() async throws {
         let planning = try PlanningSession.open(fleetOptions: fleetOptions, selection: selection, format: .text)
+        let store = try await stateOptions.open(fleetRoot: fleetOptions.root)
+        let engine = ApplyEngine(
+            planning: planning.engine, store: store,
+            secrets: LocalSecretResolver(environment: ProcessInfo.processInfo.environment, baseDirectory: fleetOptions.root),
+            parallelism: planning.parallelism(parallelism)
+        )
         var plan: Plan
         var fleet: DesiredFleet
         var planningFailures: [HostFailure] = []
@@ -47,11 +53,13 @@ struct ApplyCommand: AsyncParsableCommand {
                 plan.regions = plan.regions.filter { selection.regions.contains($0.name) }
             }
         } else {
-            let result = try await planning.plan(regions: selection.regions, parallelism: parallelism)
+            // Apply holds the secrets, so its plan also compares sensitive files by keyed hash.
+            let keyed = try await engine.keyedComparison(planning.desiredFleet(regions: selection.regions).desired)
+            let result = try await planning.plan(regions: selection.regions, parallelism: parallelism, secrets: keyed)
             plan = result.plan
             fleet = result.fleet
             planningFailures = result.failures
-            Output.text(plan.renderText(style: PlanningSession.textStyle))
+            Output.text(plan.renderText(style: PlanningSession.textStyle, leftOut: result.leftOut))
             PlanningSession.report(planningFailures)
             if !plan.summary.hasChanges {
                 if !planningFailures.isEmpty { throw ExitCode(ExitStatus.failure) }
@@ -59,12 +67,6 @@ struct ApplyCommand: AsyncParsableCommand {
             }
             try confirm()
         }
-        let store = try await stateOptions.open(fleetRoot: fleetOptions.root)
-        let engine = ApplyEngine(
-            planning: planning.engine, store: store,
-            secrets: LocalSecretResolver(environment: ProcessInfo.processInfo.environment, baseDirectory: fleetOptions.root),
-            parallelism: planning.parallelism(parallelism)
-        )
         let report: ApplyReport
         do {
             // A live view on a terminal, plain lines otherwise (logs, CI).
@@ -76,7 +78,7 @@ struct ApplyCommand: AsyncParsableCommand {
             Output.error("error: \(refusal)")
             switch refusal {
             case .leaseHeld: throw ExitCode(ExitStatus.locked)
-            case .fleetChanged, .planMismatch, .staleHosts: throw ExitCode(ExitStatus.failure)
+            case .fleetChanged, .planMismatch, .notPlannerOutput, .staleHosts: throw ExitCode(ExitStatus.failure)
             }
         } catch {
             Output.error("error: \(error)")

@@ -96,6 +96,7 @@ public struct DriftEngine: Sendable {
         let roots = Dictionary(targets.map { ("\($0.region.name)/\($0.host.name)", $0.host.effectiveRoot(fleet.settings.defaults)) }, uniquingKeysWith: { a, _ in a })
         let healthTimeout = self.healthTimeout
         let recordedManifests = recorded
+        let fleetKey = try await store.fileHashKey()
 
         let outcomes = await SSHFanOut.run(targets.map(\.endpoint), parallelism: parallelism) { session in
             try Task.checkCancellation()
@@ -103,13 +104,14 @@ public struct DriftEngine: Sendable {
             let root = roots[key] ?? "/"
             var applied = recordedManifests[key]
             var source: AppliedManifestSource? = applied == nil ? nil : .stateStore
-            var (observed, hostNow) = try await Self.observe(DriftClassifier.observeScript(root: root, applied: applied), on: session)
+            let fileKey = HostFileKey.derive(fleetKey: fleetKey, region: session.endpoint.region, host: session.endpoint.hostName)
+            var (observed, hostNow) = try await Self.observe(DriftClassifier.observeScript(root: root, applied: applied, fileKey: fileKey), on: session)
             if applied == nil, let onHost = observed.manifest.manifest {
                 // The store has no record of this host: its own manifest says
                 // what was applied, and naming its files takes a second look.
                 applied = onHost
                 source = .hostOnly
-                (observed, hostNow) = try await Self.observe(DriftClassifier.observeScript(root: root, applied: onHost), on: session)
+                (observed, hostNow) = try await Self.observe(DriftClassifier.observeScript(root: root, applied: onHost, fileKey: fileKey), on: session)
             }
             var health: [ComponentHealth] = []
             for (name, component) in (applied?.components ?? [:]).sorted(by: { $0.key < $1.key }) where component.activeVersion != nil {
