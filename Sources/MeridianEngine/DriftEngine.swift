@@ -156,7 +156,13 @@ public struct DriftEngine: Sendable {
             case .failure(let error):
                 if error is CancellationError { throw error }
                 var keyChanged = false
-                if let ssh = error as? SSHError, case .hostKeyChanged = ssh.kind { keyChanged = true }
+                if let ssh = error as? SSHError {
+                    switch ssh.kind {
+                    case .hostKeyChanged, .hostKeyRevoked: keyChanged = true
+                    case .unreachable, .connectTimeout, .handshakeFailed, .hostKeyUnknown, .authRefused, .commandFailed, .commandTimeout,
+                         .commandRejected, .transferFailed, .connectionDropped, .tunnelFailed, .sessionClosed, .library: break
+                    }
+                }
                 let reason = "\(error)"
                 regionsOut[region]?.hosts.append(HostExamination(region: region, host: host, address: target.endpoint.address, examined: false, reason: reason))
                 regionsOut[region]?.findings.append(DriftClassifier.unexamined(region: region, host: host, keyChanged: keyChanged, reason: reason))

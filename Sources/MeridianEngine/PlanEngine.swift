@@ -1,6 +1,7 @@
 import Foundation
 import MeridianBasics
 import MeridianModel
+import MeridianLoading
 import MeridianPlanning
 import MeridianSSH
 
@@ -84,12 +85,13 @@ public struct PlanEngine: Sendable {
         let (artifacts, artifactProblems) = ArtifactPreparation(fleet: fleet, fleetRoot: fleetRoot).prepare(regions: selected)
         var templates: [String: String] = [:]
         var templateHashes: [String: String] = [:]
+        let fileSystem = LocalFleetFileSystem(root: fleetRoot)
         for region in fleet.regions where selected.contains(region.name) {
             for config in region.configFiles where templates[config.template] == nil {
-                let url = fleetRoot.appendingPathComponent(config.template)
-                if let data = FileManager.default.contents(atPath: url.path), let text = String(data: data, encoding: .utf8) {
-                    templates[config.template] = text
-                    templateHashes[config.template] = SHA256.hex(data)
+                // Only a regular file inside the repository: a link to a key elsewhere renders nothing.
+                if case .success(let template) = FleetTemplates.read(config.template, from: fileSystem) {
+                    templates[config.template] = template.text
+                    templateHashes[config.template] = template.sha256
                 }
             }
         }

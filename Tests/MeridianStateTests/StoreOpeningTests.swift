@@ -35,12 +35,12 @@ struct StoreOpeningTests {
         let folder = try TemporaryFolder()
         _ = try await SQLiteStateStore.open(path: folder.databasePath)
         let raw = try rawConnection(folder.databasePath)
-        try await raw.write { db in try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v2')") }
+        try await raw.write { db in try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99')") }
 
         let error = await #expect(throws: StateStoreError.self) {
             _ = try await SQLiteStateStore.open(path: folder.databasePath)
         }
-        #expect(error == .newerSchema(path: folder.databasePath, unknownMigrations: ["v2"]))
+        #expect(error == .newerSchema(path: folder.databasePath, unknownMigrations: ["v99"]))
         #expect(error?.description.contains("newer meridian") == true)
         #expect(error?.description.contains(folder.databasePath) == true)
     }
