@@ -73,8 +73,10 @@ let package = Package(
         // The thin executable.
         .executableTarget(name: "meridian", dependencies: ["MeridianCLI"]),
 
-        // Real sshd (and later nginx) processes on loopback addresses for
-        // integration tests, benchmarks and by-hand use.
+        // Real sshd (and later nginx) processes on loopback addresses, and the
+        // example stack laid out in test fleets, for integration tests,
+        // benchmarks and by-hand use, and what every test target shares:
+        // bounded polling and a seeded random generator.
         .target(name: "MeridianTestHosts", dependencies: ["MeridianBasics"]),
 
         // Starts and stops test hosts by hand: `meridian-testhosts up --count N --dir D`.
@@ -88,7 +90,7 @@ let package = Package(
 
         .testTarget(
             name: "MeridianTests",
-            dependencies: ["MeridianBasics", "MeridianModel", "MeridianLoading", "MeridianPlanning"],
+            dependencies: ["MeridianBasics", "MeridianModel", "MeridianLoading", "MeridianPlanning", "MeridianTestHosts"],
             exclude: ["Golden"]
         ),
         .testTarget(
@@ -97,7 +99,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MeridianStateTests",
-            dependencies: ["MeridianState", "MeridianBasics", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["MeridianState", "MeridianBasics", "MeridianTestHosts", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "MeridianEngineTests",
@@ -105,7 +107,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MeridianCLITests",
-            dependencies: ["MeridianCLI", "MeridianPlanning", "MeridianTestHosts", "MeridianBasics"]
+            dependencies: ["MeridianCLI", "MeridianEngine", "MeridianModel", "MeridianPlanning", "MeridianSSH", "MeridianTestHosts", "MeridianBasics"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -14,7 +14,7 @@ struct ApplyCommand: AsyncParsableCommand {
         Without PLANFILE it plans, shows the plan and asks for confirmation (or --auto-approve). \
         With PLANFILE it applies exactly that plan and refuses it if the fleet or a host changed since. \
         Exit codes: 0 applied, 1 a host or region failed (the others completed), 4 a region is locked by another run, \
-        64 no terminal to confirm on and no --auto-approve, 65 invalid fleet files.
+        64 no terminal to confirm on and no --auto-approve, 65 invalid fleet files or a change inside a freeze window.
         """
     )
 
@@ -52,6 +52,8 @@ struct ApplyCommand: AsyncParsableCommand {
             if !selection.regions.isEmpty {
                 plan.regions = plan.regions.filter { selection.regions.contains($0.name) }
             }
+            // A window that began after the plan was saved still holds.
+            try planning.refuseFrozen(plan)
         } else {
             // Apply holds the secrets, so its plan also compares sensitive files by keyed hash.
             let keyed = try await engine.keyedComparison(planning.desiredFleet(regions: selection.regions).desired)
@@ -59,6 +61,7 @@ struct ApplyCommand: AsyncParsableCommand {
             plan = result.plan
             fleet = result.fleet
             planningFailures = result.failures
+            try planning.refuseFrozen(plan)
             Output.text(plan.renderText(style: PlanningSession.textStyle, leftOut: result.leftOut))
             PlanningSession.report(planningFailures)
             if !plan.summary.hasChanges {

@@ -1,5 +1,6 @@
 import Foundation
 import MeridianBasics
+import MeridianLoading
 import MeridianModel
 import MeridianPlanning
 import MeridianSSH
@@ -94,6 +95,8 @@ public struct DriftEngine: Sendable {
         let (desired, desiredVersions) = renderDesired(regions: Set(regionNames))
         let healthPaths = Dictionary(fleet.settings.components.map { ($0.name, $0.health) }, uniquingKeysWith: { a, _ in a })
         let roots = Dictionary(targets.map { ("\($0.region.name)/\($0.host.name)", $0.host.effectiveRoot(fleet.settings.defaults)) }, uniquingKeysWith: { a, _ in a })
+        // Manifests written before addresses were recorded: the fleet's service address.
+        let serviceAddresses = Dictionary(targets.map { ("\($0.region.name)/\($0.host.name)", $0.host.serviceAddress) }, uniquingKeysWith: { a, _ in a })
         let healthTimeout = self.healthTimeout
         let recordedManifests = recorded
         let fleetKey = try await store.fileHashKey()
@@ -119,15 +122,16 @@ public struct DriftEngine: Sendable {
                 guard observed.process(component: name, slot: slot)?.alive == true else { continue }
                 try Task.checkCancellation()
                 let port = component.slot(slot).port
+                let address = component.slot(slot).address ?? serviceAddresses[key] ?? session.endpoint.address
                 let path = healthPaths[name] ?? "/healthz"
                 let outcome: ComponentHealth.Outcome
                 do {
-                    let response = try await session.httpRequest(port: port, path: path, timeout: healthTimeout)
+                    let response = try await session.httpRequest(address: address, port: port, path: path, timeout: healthTimeout)
                     outcome = (200..<300).contains(response.status) ? .healthy : .unhealthy("HTTP \(response.status) \(response.reason)")
                 } catch let error as SSHError {
-                    if case .tunnelFailed(_, let reason) = error.kind { outcome = .unhealthy(reason) } else { throw error }
+                    if case .tunnelFailed(_, _, let reason) = error.kind { outcome = .unhealthy(reason) } else { throw error }
                 }
-                health.append(ComponentHealth(component: name, slot: slot, port: port, path: path, outcome: outcome))
+                health.append(ComponentHealth(component: name, slot: slot, address: address, port: port, path: path, outcome: outcome))
             }
             return HostLook(observed: observed, hostNow: hostNow, applied: applied, source: source, health: health)
         }
@@ -210,14 +214,8 @@ public struct DriftEngine: Sendable {
     /// its components should run. Template or artifact problems only leave
     /// those parts out: pending changes are advice, drift does not depend on them.
     func renderDesired(regions: Set<String>) -> ([String: DesiredHostState], [String: [String: String]]) {
-        var templates: [String: String] = [:]
-        for region in fleet.regions where regions.contains(region.name) {
-            for config in region.configFiles where templates[config.template] == nil {
-                if let text = try? String(contentsOf: fleetRoot.appendingPathComponent(config.template), encoding: .utf8) {
-                    templates[config.template] = text
-                }
-            }
-        }
+        let templates = LocalFleetFileSystem(root: fleetRoot).templateFiles(of: fleet, regions: regions)
+            .compactMapValues { String(data: $0, encoding: .utf8) }
         let (bundles, _) = GovernanceBundle.renderAll(fleet)
         // Artifacts are not prepared by drift: components are compared by version instead.
         let renderer = DesiredStateRenderer(fleet: fleet, bundles: bundles, templates: templates, artifacts: [])

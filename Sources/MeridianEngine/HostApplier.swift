@@ -93,8 +93,8 @@ struct HostApplier: Sendable {
                 throw HostStepError(step: step.summary, reason: "component \(component) is not in the desired state")
             }
             _ = try await session.run(RemoteScripts.start(root: root, layout: layout, slot: slot))
-        case .healthCheck(let component, let slot, let port, let path):
-            try await healthCheck(component: component, slot: slot, port: port, path: path)
+        case .healthCheck(let component, let slot, let address, let port, let path):
+            try await healthCheck(component: component, slot: slot, address: address, port: port, path: path)
         case .writeManifest:
             // The prepare step, always first, created state/. The list of
             // sensitive paths goes first, so no observation after this apply
@@ -104,13 +104,13 @@ struct HostApplier: Sendable {
         }
     }
 
-    /// Asks the slot's port through the SSH connection until it answers 2xx,
-    /// a bounded number of times; stops early when the process died.
-    func healthCheck(component: String, slot: SlotName, port: Int, path: String) async throws {
+    /// Asks the slot's address and port through the SSH connection until it
+    /// answers 2xx, a bounded number of times; stops early when the process died.
+    func healthCheck(component: String, slot: SlotName, address: String, port: Int, path: String) async throws {
         var last = "no answer"
         for attempt in 1...max(1, timings.healthAttempts) {
             do {
-                let response = try await session.httpRequest(port: port, path: path, timeout: .seconds(3))
+                let response = try await session.httpRequest(address: address, port: port, path: path, timeout: .seconds(3))
                 if (200..<300).contains(response.status) { return }
                 last = "HTTP \(response.status) \(response.reason)"
             } catch {
@@ -124,7 +124,7 @@ struct HostApplier: Sendable {
         }
         let tail = (try? await session.exec(RemoteScripts.logTail(root: desired.root, component: component, slot: slot)).stdoutText) ?? ""
         let log = tail.isEmpty ? "" : "; last lines of \(RemoteScripts.logFile(root: desired.root, component: component, slot: slot)):\n\(tail)"
-        throw HostStepError(step: "health check of \(component) (\(slot.rawValue)) on 127.0.0.1:\(port)\(path)", reason: "\(last)\(log)")
+        throw HostStepError(step: "health check of \(component) (\(slot.rawValue)) on \(HostPort(address, port))\(path)", reason: "\(last)\(log)")
     }
 }
 
@@ -147,8 +147,8 @@ enum ManifestBuilder {
             let slot = acted?.slot ?? old?.activeSlot ?? layout.activeSlot
             func entry(_ name: SlotName) -> ManifestSlot {
                 name == slot
-                    ? ManifestSlot(version: layout.version, port: layout.port(name), weight: 100)
-                    : ManifestSlot(version: old?.slot(name).version, port: layout.port(name), weight: 0)
+                    ? ManifestSlot(version: layout.version, address: layout.address, port: layout.port(name), weight: 100)
+                    : ManifestSlot(version: old?.slot(name).version, address: layout.address, port: layout.port(name), weight: 0)
             }
             components[layout.component] = ManifestComponent(activeSlot: slot, blue: entry(.blue), green: entry(.green))
         }

@@ -1,4 +1,5 @@
 import Foundation
+import MeridianBasics
 import MeridianPlanning
 import MeridianSSH
 
@@ -16,7 +17,8 @@ public enum HostStep: Sendable, Equatable {
     case stopComponent(component: String, slot: SlotName)
     case linkSlot(component: String, slot: SlotName, version: String)
     case startComponent(component: String, slot: SlotName)
-    case healthCheck(component: String, slot: SlotName, port: Int, path: String)
+    /// Asks the slot at the host's service address, through the SSH connection.
+    case healthCheck(component: String, slot: SlotName, address: String, port: Int, path: String)
     case writeManifest
 
     /// The sentence the journal and progress lines show.
@@ -29,7 +31,7 @@ public enum HostStep: Sendable, Equatable {
         case .stopComponent(let component, let slot): return "stop \(component) (\(slot.rawValue))"
         case .linkSlot(let component, let slot, let version): return "point slot \(component)/\(slot.rawValue) at \(version)"
         case .startComponent(let component, let slot): return "start \(component) (\(slot.rawValue))"
-        case .healthCheck(let component, let slot, let port, let path): return "health-check \(component) (\(slot.rawValue)) on port \(port) \(path)"
+        case .healthCheck(let component, let slot, let address, let port, let path): return "health-check \(component) (\(slot.rawValue)) on \(HostPort(address, port)) \(path)"
         case .writeManifest: return "write \(HostManifest.path)"
         }
     }
@@ -69,14 +71,14 @@ public enum HostStep: Sendable, Equatable {
                 steps.append(.stopComponent(component: layout.component, slot: slot))
                 steps.append(.linkSlot(component: layout.component, slot: slot, version: layout.version))
                 steps.append(.startComponent(component: layout.component, slot: slot))
-                steps.append(.healthCheck(component: layout.component, slot: slot, port: layout.port(slot), path: layout.healthPath))
+                steps.append(.healthCheck(component: layout.component, slot: slot, address: layout.address, port: layout.port(slot), path: layout.healthPath))
             case .restartComponent:
                 flushExtras()
                 guard let layout = desired.components.first(where: { $0.component == action.subject }) else { continue }
                 let slot = action.slot ?? layout.activeSlot
                 steps.append(.stopComponent(component: layout.component, slot: slot))
                 steps.append(.startComponent(component: layout.component, slot: slot))
-                steps.append(.healthCheck(component: layout.component, slot: slot, port: layout.port(slot), path: layout.healthPath))
+                steps.append(.healthCheck(component: layout.component, slot: slot, address: layout.address, port: layout.port(slot), path: layout.healthPath))
             case .noOp:
                 break
             }
@@ -95,7 +97,7 @@ public enum HostStep: Sendable, Equatable {
             let slot = recorded ?? activeSlots[component] ?? layout.activeSlot
             steps.append(.stopComponent(component: component, slot: slot))
             steps.append(.startComponent(component: component, slot: slot))
-            steps.append(.healthCheck(component: component, slot: slot, port: layout.port(slot), path: layout.healthPath))
+            steps.append(.healthCheck(component: component, slot: slot, address: layout.address, port: layout.port(slot), path: layout.healthPath))
         }
         if writeManifest || !steps.isEmpty {
             steps.insert(.prepareHost(keeping: kept), at: 0)
@@ -218,10 +220,11 @@ public enum RemoteScripts {
         return RemoteCommand(["sh", "-c", script])
     }
 
-    /// The start argv with `{port}`, `{slot}`, `{version}` and `{root}` replaced.
+    /// The start argv with `{address}`, `{port}`, `{slot}`, `{version}` and `{root}` replaced.
     public static func startArguments(_ layout: ComponentSlotLayout, slot: SlotName, root: String) -> [String] {
         layout.startCommand.map { word in
-            word.replacingOccurrences(of: "{port}", with: String(layout.port(slot)))
+            word.replacingOccurrences(of: "{address}", with: layout.address)
+                .replacingOccurrences(of: "{port}", with: String(layout.port(slot)))
                 .replacingOccurrences(of: "{slot}", with: slot.rawValue)
                 .replacingOccurrences(of: "{version}", with: layout.version)
                 .replacingOccurrences(of: "{root}", with: root)

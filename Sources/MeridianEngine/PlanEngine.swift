@@ -1,7 +1,7 @@
 import Foundation
 import MeridianBasics
-import MeridianModel
 import MeridianLoading
+import MeridianModel
 import MeridianPlanning
 import MeridianSSH
 

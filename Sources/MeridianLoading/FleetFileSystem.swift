@@ -32,11 +32,6 @@ public enum FleetFileStatus: Sendable, Equatable {
 /// An errno value as an error.
 struct POSIXErrno: Error { var code: Int32 }
 
-/// A fleet file that could not be read, with the sentence saying why.
-public struct FleetFileError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var reason: String
-    public var description: String { reason }
-}
 
 /// Read access to a fleet repository, relative to its root, so the loader can
 /// run against the real disk or an in-memory tree in tests.
@@ -104,13 +99,13 @@ public struct LocalFleetFileSystem: FleetFileSystem {
         switch status(path) {
         case .missing: return nil
         case .file: break
-        case let other: throw FleetFileError(reason: other.problem() ?? "cannot be read")
+        case let other: throw FleetFileError(path: path, reason: other.problem() ?? "cannot be read")
         }
-        guard access(url(path).path, R_OK) == 0 else { throw FleetFileError(reason: "cannot be read: \(String(cString: strerror(errno)))") }
+        guard access(url(path).path, R_OK) == 0 else { throw FleetFileError(path: path, reason: "cannot be read: \(String(cString: strerror(errno)))") }
         do {
             return try Data(contentsOf: url(path))
         } catch {
-            throw FleetFileError(reason: "cannot be read: \(error.localizedDescription)")
+            throw FleetFileError(path: path, reason: "cannot be read: \(error.localizedDescription)")
         }
     }
 
@@ -125,6 +120,30 @@ public struct LocalFleetFileSystem: FleetFileSystem {
     }
 
     public func isDirectory(_ path: String) -> Bool { status(path) == .directory }
+}
+
+/// A fleet file that exists but cannot be read as one.
+public struct FleetFileError: Error, LocalizedError, CustomStringConvertible, Sendable {
+    public var path: String
+    public var reason: String
+    public var description: String { "\(path) cannot be read: \(reason)" }
+    public var errorDescription: String? { reason }
+}
+
+extension FleetFileSystem {
+    /// The bytes of every template the config entries of `regions` (all when
+    /// nil) name, read through this file system, so a template is read under
+    /// the same rules as every other fleet file. One that cannot be read is
+    /// left out: the validator reports it.
+    public func templateFiles(of fleet: Fleet, regions: Set<String>? = nil) -> [String: Data] {
+        var result: [String: Data] = [:]
+        for region in fleet.regions where regions?.contains(region.name) ?? true {
+            for config in region.configFiles where result[config.template] == nil {
+                if let data = try? read(config.template) { result[config.template] = data }
+            }
+        }
+        return result
+    }
 }
 
 /// A fleet repository held in memory: file path → contents.
@@ -169,19 +188,19 @@ public enum FleetTemplates {
 
     public static func read(_ path: String, from fileSystem: any FleetFileSystem) -> Result<(text: String, sha256: String), FleetFileError> {
         let status = fileSystem.status(path)
-        if let problem = status.problem() { return .failure(FleetFileError(reason: problem)) }
+        if let problem = status.problem() { return .failure(FleetFileError(path: path, reason: problem)) }
         if case .file(let size) = status, size > maximumBytes {
-            return .failure(FleetFileError(reason: "is \(size) bytes; templates may be at most \(maximumBytes) bytes"))
+            return .failure(FleetFileError(path: path, reason: "is \(size) bytes; templates may be at most \(maximumBytes) bytes"))
         }
         let data: Data
         do {
-            guard let read = try fileSystem.read(path) else { return .failure(FleetFileError(reason: "does not exist")) }
+            guard let read = try fileSystem.read(path) else { return .failure(FleetFileError(path: path, reason: "does not exist")) }
             data = read
         } catch {
-            return .failure(FleetFileError(reason: "\(error)"))
+            return .failure(FleetFileError(path: path, reason: (error as? FleetFileError)?.reason ?? "cannot be read: \(error)"))
         }
-        guard data.count <= maximumBytes else { return .failure(FleetFileError(reason: "is \(data.count) bytes; templates may be at most \(maximumBytes) bytes")) }
-        guard let text = String(data: data, encoding: .utf8) else { return .failure(FleetFileError(reason: "is not valid UTF-8 text: save it as UTF-8")) }
+        guard data.count <= maximumBytes else { return .failure(FleetFileError(path: path, reason: "is \(data.count) bytes; templates may be at most \(maximumBytes) bytes")) }
+        guard let text = String(data: data, encoding: .utf8) else { return .failure(FleetFileError(path: path, reason: "is not valid UTF-8 text: save it as UTF-8")) }
         return .success((text, SHA256.hex(data)))
     }
 }

@@ -44,7 +44,7 @@ public struct FleetLoader: Sendable {
                 diagnostics.error(SourceLocation(file: path), "", error.reason)
                 return nil
             } catch {
-                diagnostics.error(SourceLocation(file: path), "", "could not be read: \(error.localizedDescription)")
+                diagnostics.error(SourceLocation(file: path, line: 1, column: 1), "", "could not be read: \(error.localizedDescription)")
                 return nil
             }
         }

@@ -37,7 +37,9 @@ public struct DesiredStateRenderer: Sendable {
     public init(fleet: Fleet, bundles: [GovernanceBundle], templates: [String: String], artifacts: [PreparedArtifact], requireArtifacts: Bool = true) {
         self.requireArtifacts = requireArtifacts
         self.fleet = fleet
-        self.bundles = Dictionary(uniqueKeysWithValues: bundles.map { ($0.region, $0) })
+        // Two region files may declare one name (validate reports it and still
+        // renders the templates): the first bundle stands for that name.
+        self.bundles = Dictionary(bundles.map { ($0.region, $0) }, uniquingKeysWith: { first, _ in first })
         self.templates = templates
         self.artifacts = Dictionary(artifacts.map { ("\($0.component)@\($0.version)", $0) }, uniquingKeysWith: { a, _ in a })
     }
@@ -98,7 +100,7 @@ public struct DesiredStateRenderer: Sendable {
                 continue
             }
             releases.append(ReleaseRequirement(component: name, version: version.description, artifact: artifact.fileName, sha256: artifact.sha256))
-            layouts.append(ComponentSlotLayout(component: name, version: version.description, activeSlot: .blue,
+            layouts.append(ComponentSlotLayout(component: name, version: version.description, activeSlot: .blue, address: host.serviceAddress,
                                                bluePort: component.ports.blue, greenPort: component.ports.green,
                                                startCommand: component.start, healthPath: component.health))
         }
@@ -113,6 +115,7 @@ public struct DesiredStateRenderer: Sendable {
             "region.jurisdiction": .text(region.jurisdiction.code),
             "host.name": .text(host.name),
             "host.address": .text(host.address),
+            "host.listen": .text(host.serviceAddress),
             "host.root": .text(root),
         ]
         for (name, value) in region.variables {

@@ -132,16 +132,19 @@ public struct ComponentSlotLayout: Codable, Sendable, Equatable {
     public var component: String
     public var version: String
     public var activeSlot: SlotName
+    /// The host's service address: where both slots listen, each on its own port.
+    public var address: String
     public var bluePort: Int
     public var greenPort: Int
     /// argv of the process; run from the slot's folder.
     public var startCommand: [String]
     public var healthPath: String
 
-    public init(component: String, version: String, activeSlot: SlotName, bluePort: Int, greenPort: Int, startCommand: [String], healthPath: String) {
+    public init(component: String, version: String, activeSlot: SlotName, address: String, bluePort: Int, greenPort: Int, startCommand: [String], healthPath: String) {
         self.component = component
         self.version = version
         self.activeSlot = activeSlot
+        self.address = address
         self.bluePort = bluePort
         self.greenPort = greenPort
         self.startCommand = startCommand
@@ -240,12 +243,16 @@ public struct ManifestFile: Codable, Sendable, Equatable {
 public struct ManifestSlot: Codable, Sendable, Equatable {
     /// Nil when the slot holds no release.
     public var version: String?
+    /// The service address the slot listens on; nil in manifests written
+    /// before meridian recorded it.
+    public var address: String?
     public var port: Int
     /// Share of the component's traffic, 0…100, for the gateway.
     public var weight: Int
 
-    public init(version: String?, port: Int, weight: Int) {
+    public init(version: String?, address: String?, port: Int, weight: Int) {
         self.version = version
+        self.address = address
         self.port = port
         self.weight = weight
     }

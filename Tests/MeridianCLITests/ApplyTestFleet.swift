@@ -2,10 +2,8 @@ import Foundation
 import MeridianTestHosts
 
 /// A fleet repository for apply tests: one region per test host, each host
-/// running its own component `inference-<region>` on its own pair of ports.
-/// The test hosts share this machine's 127.0.0.1, where component ports
-/// would collide if two hosts ran the same component, so every region gets
-/// a distinct component (and every test a distinct `portBase`).
+/// running its own component `inference-<region>` on its own pair of ports
+/// (every test a distinct `portBase`), bound to the host's own address.
 struct ApplyTestFleet {
     let directory: URL
     let cluster: TestHostCluster
@@ -37,8 +35,8 @@ struct ApplyTestFleet {
     func component(_ index: Int) -> String { "inference-\(regions[index])" }
     func port(_ index: Int) -> Int { portBase + 2 * index }
 
-    /// Rewrites meridian.yaml with every component at `version`.
-    func setPlatform(_ version: String) throws {
+    /// Rewrites meridian.yaml with every component at `version`, health-checked at `health`.
+    func setPlatform(_ version: String, health: String = "/healthz") throws {
         var text = """
         version: 1
         name: apply-test
@@ -58,8 +56,9 @@ struct ApplyTestFleet {
             text += """
               \(component(index)):
                 artifact: artifacts/inference/{version}
-                start: [bin/serve, --port, "{port}"]
+                start: [bin/serve, --address, "{address}", --port, "{port}"]
                 ports: { blue: \(port(index)), green: \(port(index) + 1) }
+                health: \(health)
 
             """
         }
@@ -69,7 +68,7 @@ struct ApplyTestFleet {
     }
 
     /// Rewrites one region's file.
-    func writeRegion(_ index: Int, _ region: String, maxTokens: Int, version: String?) throws {
+    func writeRegion(_ index: Int, _ region: String, maxTokens: Int, version: String?, policies: [String] = ["residency"]) throws {
         let host = cluster.hosts[index]
         var text = """
         name: \(region)
@@ -86,7 +85,7 @@ struct ApplyTestFleet {
         config:
           - { template: templates/server.yaml.tmpl, destination: config/\(component(index))/server.yaml, component: \(component(index)) }
           - { template: templates/secret.yaml.tmpl, destination: config/\(component(index))/secret.yaml, component: \(component(index)) }
-        policies: [residency]
+        policies: [\(policies.joined(separator: ", "))]
 
         """
         if let version { text += "versions:\n  \(component(index)): \(version)\n" }
@@ -96,21 +95,23 @@ struct ApplyTestFleet {
     var path: String { directory.path }
     var statePath: String { directory.appendingPathComponent(".meridian/state.db").path }
 
-    func meridian(_ arguments: [String]) throws -> CLIRun {
-        try CLI.run(arguments + ["--fleet", path], environment: ["MERIDIAN_TEST_API_KEY": "s3cret-value"])
+    /// Runs the built meridian on this fleet; `secret: false` leaves the API key's variable unset.
+    func meridian(_ arguments: [String], secret: Bool = true) throws -> CLIRun {
+        try CLI.run(arguments + ["--fleet", path], environment: secret ? ["MERIDIAN_TEST_API_KEY": "s3cret-value"] : [:])
+    }
+
+    /// Removes everything meridian wrote on the hosts, so the next test sees fresh hosts.
+    func wipeHosts() {
+        for host in cluster.hosts {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: host.root)) ?? [] {
+                try? FileManager.default.removeItem(atPath: host.root + "/" + name)
+            }
+        }
     }
 
     /// Stops every component process the tests started (they outlive sshd), then removes the fleet.
     func tearDown() {
-        for host in cluster.hosts {
-            let run = host.root + "/run"
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: run)) ?? [] where name.hasSuffix(".pid") {
-                if let text = try? String(contentsOfFile: run + "/" + name, encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1 {
-                    kill(-pid, SIGKILL)
-                    kill(pid, SIGKILL)
-                }
-            }
-        }
+        cluster.stopSlotProcesses()
         try? FileManager.default.removeItem(at: directory)
     }
 }

@@ -46,8 +46,8 @@ enum PlanFixtures {
                 ReleaseRequirement(component: "knowledge-base", version: "2.0.0", artifact: "knowledge-base-2.0.0.tar.gz", sha256: SHA256.hex("kb-2.0.0")),
             ],
             components: [
-                ComponentSlotLayout(component: "inference", version: inference, activeSlot: .blue, bluePort: 8081, greenPort: 8082, startCommand: ["bin/inference", "--config", "../../config/inference/inference.yaml"], healthPath: "/health"),
-                ComponentSlotLayout(component: "knowledge-base", version: "2.0.0", activeSlot: .blue, bluePort: 9081, greenPort: 9082, startCommand: ["bin/kb"], healthPath: "/healthz"),
+                ComponentSlotLayout(component: "inference", version: inference, activeSlot: .blue, address: "10.0.1.5", bluePort: 8081, greenPort: 8082, startCommand: ["bin/inference", "--config", "../../config/inference/inference.yaml"], healthPath: "/health"),
+                ComponentSlotLayout(component: "knowledge-base", version: "2.0.0", activeSlot: .blue, address: "10.0.1.5", bluePort: 9081, greenPort: 9082, startCommand: ["bin/kb"], healthPath: "/healthz"),
             ]
         )
     }
@@ -74,8 +74,8 @@ enum PlanFixtures {
         for (index, layout) in applied.components.enumerated() {
             components[layout.component] = ManifestComponent(
                 activeSlot: layout.activeSlot,
-                blue: ManifestSlot(version: layout.activeSlot == .blue ? layout.version : nil, port: layout.bluePort, weight: layout.activeSlot == .blue ? 100 : 0),
-                green: ManifestSlot(version: layout.activeSlot == .green ? layout.version : nil, port: layout.greenPort, weight: layout.activeSlot == .green ? 100 : 0)
+                blue: ManifestSlot(version: layout.activeSlot == .blue ? layout.version : nil, address: layout.address, port: layout.bluePort, weight: layout.activeSlot == .blue ? 100 : 0),
+                green: ManifestSlot(version: layout.activeSlot == .green ? layout.version : nil, address: layout.address, port: layout.greenPort, weight: layout.activeSlot == .green ? 100 : 0)
             )
             slots.append(ObservedSlotLink(component: layout.component, slot: layout.activeSlot, target: "../../releases/\(layout.component)/\(layout.version)"))
             slots.append(ObservedSlotLink(component: layout.component, slot: layout.activeSlot.other, target: nil))
