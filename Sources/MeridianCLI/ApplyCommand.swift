@@ -50,6 +50,12 @@ struct ApplyCommand: AsyncParsableCommand {
 
     func apply(stream: ApplyEventStream?) async throws {
         let planning = try PlanningSession.open(fleetOptions: fleetOptions, selection: selection, format: .text)
+        let store = try await stateOptions.open(fleetRoot: fleetOptions.root)
+        let engine = ApplyEngine(
+            planning: planning.engine, store: store,
+            secrets: LocalSecretResolver(environment: ProcessInfo.processInfo.environment, baseDirectory: fleetOptions.root),
+            parallelism: planning.parallelism(parallelism)
+        )
         var plan: Plan
         var fleet: DesiredFleet
         var planningFailures: [HostFailure] = []
@@ -72,7 +78,9 @@ struct ApplyCommand: AsyncParsableCommand {
             // A window that began after the plan was saved still holds.
             try planning.refuseFrozen(plan)
         } else {
-            let result = try await planning.plan(regions: selection.regions, parallelism: parallelism)
+            // Apply holds the secrets, so its plan also compares sensitive files by keyed hash.
+            let keyed = try await engine.keyedComparison(planning.desiredFleet(regions: selection.regions).desired)
+            let result = try await planning.plan(regions: selection.regions, parallelism: parallelism, secrets: keyed)
             plan = result.plan
             fleet = result.fleet
             planningFailures = result.failures
@@ -81,7 +89,7 @@ struct ApplyCommand: AsyncParsableCommand {
                 stream.plan(plan)
                 planningFailures.forEach(stream.notPlanned)
             } else {
-                Output.text(plan.renderText(style: PlanningSession.textStyle))
+                Output.text(plan.renderText(style: PlanningSession.textStyle, leftOut: result.leftOut))
             }
             PlanningSession.report(planningFailures)
             if !plan.summary.hasChanges {
@@ -93,12 +101,6 @@ struct ApplyCommand: AsyncParsableCommand {
             try confirm()
         }
         if planFile != nil { stream?.plan(plan) }
-        let store = try await stateOptions.open(fleetRoot: fleetOptions.root)
-        let engine = ApplyEngine(
-            planning: planning.engine, store: store,
-            secrets: LocalSecretResolver(environment: ProcessInfo.processInfo.environment, baseDirectory: fleetOptions.root),
-            parallelism: planning.parallelism(parallelism)
-        )
         let report: ApplyReport
         do {
             // JSON events when asked, a live view on a terminal, plain lines otherwise (logs, CI).
@@ -110,7 +112,7 @@ struct ApplyCommand: AsyncParsableCommand {
             fail("error: \(refusal)", stream)
             switch refusal {
             case .leaseHeld: throw ExitCode(ExitStatus.locked)
-            case .fleetChanged, .planMismatch, .staleHosts: throw ExitCode(ExitStatus.failure)
+            case .fleetChanged, .planMismatch, .notPlannerOutput, .staleHosts: throw ExitCode(ExitStatus.failure)
             }
         } catch {
             fail("error: \(error)", stream)

@@ -1,6 +1,7 @@
 import Foundation
 import MeridianBasics
 import MeridianModel
+import MeridianLoading
 import MeridianPlanning
 
 /// A prepared artifact and the local file that holds its bytes. Invariant:
@@ -85,11 +86,12 @@ public struct ArtifactPreparation: Sendable {
             break
         }
         let path = fleetRoot.appendingPathComponent(resolved).standardizedFileURL.path
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
+        let status = LocalFleetFileSystem(root: fleetRoot).status(resolved)
+        if status == .missing {
             return problem("artifact \(resolved) does not exist in the fleet repository: add the file or folder, or fix components.\(component.name).artifact")
         }
-        if !isFolder.boolValue {
+        if let reason = status.problem(folderAllowed: true) { return problem("artifact \(resolved) \(reason)") }
+        if status != .directory {
             // Hashed as a stream: an artifact of any size costs constant memory.
             guard let hashed = try? SHA256.hexOfFile(atPath: path) else {
                 return problem("artifact \(resolved) cannot be read")
