@@ -171,7 +171,8 @@ final class DriftJob: @unchecked Sendable {
         let secrets = LocalSecretResolver(environment: ProcessInfo.processInfo.environment, baseDirectory: engine.fleetRoot)
         if remedies.contains(where: { if case .throughApply = $0 { return true } else { return false } }) {
             do {
-                let planned = try await DriftRemediator.planThroughApply(remedies, evidence: result.evidence, planning: planning, secrets: secrets, parallelism: engine.parallelism)
+                let planned = try await DriftRemediator.planThroughApply(remedies, evidence: result.evidence, planning: planning, secrets: secrets,
+                                                                          fleetKey: try await engine.store.fileHashKey(), parallelism: engine.parallelism)
                 for failure in planned.failures { Output.error("warning: \(failure)") }
                 decided = planned.remedies
                 remediation = planned

@@ -22,12 +22,17 @@ struct FleetCheck {
         var diagnostics = loaded.diagnostics
         guard let fleet = loaded.fleet else { return FleetCheck(fleet: nil, diagnostics: diagnostics, routes: nil, bundles: []) }
         let (routes, residency) = ResidencyCompiler.compile(fleet)
-        diagnostics.append(contentsOf: residency)
+        // With a region file that did not load, the table's errors would only be derived from that one.
+        diagnostics.append(contentsOf: loaded.unreadableRegions.isEmpty ? residency : Diagnostics(residency.items.filter { $0.severity != .error }))
         diagnostics.append(contentsOf: GovernanceEvaluator.evaluate(fleet: fleet, now: now, changingRegions: nil))
         let bundles = fleet.regions.map { GovernanceBundle.render(region: $0, fleet: fleet, routes: routes) }
         // Render every template for every host it is written to, so a missing
         // variable is a validation error placed at the config entry that uses it.
-        let templates = LocalFleetFileSystem(root: root).templateFiles(of: fleet).mapValues { String(decoding: $0, as: UTF8.self) }
+        var templates: [String: String] = [:]
+        let fileSystem = LocalFleetFileSystem(root: root)
+        for path in Set(fleet.regions.flatMap { $0.configFiles.map(\.template) }) {
+            if case .success(let template) = FleetTemplates.read(path, from: fileSystem) { templates[path] = template.text }
+        }
         let renderer = DesiredStateRenderer(fleet: fleet, bundles: bundles, templates: templates, artifacts: [], requireArtifacts: false)
         let (_, templateDiagnostics) = renderer.render()
         // A template file that is missing was already reported by the loader.

@@ -39,7 +39,7 @@ struct HostsCheck: AsyncParsableCommand {
             let ok = report.failure == nil && missing.isEmpty
             rows.append([
                 target.region.name, target.host.name, "\(target.endpoint.address):\(target.endpoint.port)",
-                report.hostKey != nil || report.authenticated ? "yes" : "no",
+                report.reached ? "yes" : "no",
                 HostsCheck.describe(report.hostKeyStatus),
                 report.authenticated ? "ok" : "no",
                 report.roundTrip.map { String(format: "%.1fms", $0.seconds * 1000) } ?? "-",
@@ -70,6 +70,7 @@ struct HostsCheck: AsyncParsableCommand {
         case .trusted: return "trusted"
         case .unknown: return "UNKNOWN"
         case .changed: return "CHANGED"
+        case .revoked: return "REVOKED"
         case .notSeen: return "-"
         }
     }

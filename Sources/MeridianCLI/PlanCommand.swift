@@ -36,7 +36,7 @@ struct PlanCommand: AsyncParsableCommand {
             }
         }
         switch format {
-        case .text: Output.text(result.plan.renderText(style: PlanningSession.textStyle))
+        case .text: Output.text(result.plan.renderText(style: PlanningSession.textStyle, leftOut: result.leftOut))
         case .json: Output.text(String(decoding: result.plan.renderJSON(), as: UTF8.self))
         }
         PlanningSession.report(result.failures)
@@ -90,9 +90,9 @@ struct PlanningSession {
         }
     }
 
-    func plan(regions: [String], parallelism option: Int?) async throws -> PlanningResult {
+    func plan(regions: [String], parallelism option: Int?, secrets: KeyedComparison? = nil) async throws -> PlanningResult {
         do {
-            return try await engine.plan(regions: regions, parallelism: parallelism(option))
+            return try await engine.plan(regions: regions, parallelism: parallelism(option), secrets: secrets)
         } catch let problems as DesiredStateProblems {
             Output.error(problems.description)
             throw ExitCode(ExitStatus.invalidFleet)

@@ -11,6 +11,9 @@ public enum ApplyRefusal: Error, Sendable, CustomStringConvertible {
     case fleetChanged(paths: [String], commit: (plan: String?, now: String?)?)
     /// The fleet renders to something other than what the plan shows.
     case planMismatch([String])
+    /// The plan holds actions the planner could not have produced, or differs
+    /// from what planning the same fleet against the hosts gives now.
+    case notPlannerOutput([String])
     /// Hosts changed since the plan was made.
     case staleHosts([StaleHost])
     /// Another run holds the lease of a region.
@@ -25,6 +28,9 @@ public enum ApplyRefusal: Error, Sendable, CustomStringConvertible {
             return "the saved plan is stale: " + parts.joined(separator: "; ") + "; run `meridian plan` again and apply the new plan"
         case .planMismatch(let problems):
             return "the saved plan does not match what the fleet renders to (\(problems.joined(separator: "; "))); run `meridian plan` again with this version of meridian"
+        case .notPlannerOutput(let problems):
+            return "the plan is not what planning this fleet gives (it was edited, or made by another version of meridian); nothing was changed:\n"
+                + problems.map { "  \($0)" }.joined(separator: "\n") + "\nrun `meridian plan` again and apply the new plan"
         case .staleHosts(let hosts):
             return "the saved plan is stale; nothing was changed:\n" + hosts.map { "  \($0)" }.joined(separator: "\n")
         case .leaseHeld(let conflict):
@@ -72,6 +78,17 @@ public struct ApplyReport: Sendable {
 /// trip as the observation), then runs each host's steps with every step
 /// journaled before and after, writes the host's manifest and records it.
 /// A failed host fails its region; the other regions carry on.
+///
+/// How much of a plan apply re-derives before acting on it.
+public enum PlanVerification: Sendable, Equatable {
+    /// The plan must equal what the planner gives for the same regions under
+    /// the locks (saved plans, and plans made by the same command).
+    case replan
+    /// Every action must pass the fleet's rules; for plans that drift
+    /// remediation cut down from the planner's own output.
+    case rulesOnly
+}
+
 public struct ApplyEngine: Sendable {
     public let planning: PlanEngine
     public let store: any StateStore
@@ -136,7 +153,7 @@ public struct ApplyEngine: Sendable {
         }
     }
 
-    public func apply(_ plan: Plan, fleet: DesiredFleet, events: @escaping @Sendable (ApplyEvent) -> Void = { _ in }) async throws -> ApplyReport {
+    public func apply(_ plan: Plan, fleet: DesiredFleet, verification: PlanVerification = .replan, events: @escaping @Sendable (ApplyEvent) -> Void = { _ in }) async throws -> ApplyReport {
         try checkBasis(plan, against: fleet)
         try await recoverAbandonedRuns()
         let regions = plan.regions.map(\.name)
@@ -160,7 +177,7 @@ public struct ApplyEngine: Sendable {
         }
         defer { renewal.cancel() }
         do {
-            let report = try await applyHoldingLeases(plan, fleet: fleet, run: run.id, events: events)
+            let report = try await applyHoldingLeases(plan, fleet: fleet, run: run.id, verification: verification, events: events)
             let summary = report.regions.map { "\($0.region): \(Self.describe($0.result))" }.joined(separator: "; ")
             _ = try await store.finishRun(run.id, outcome: report.exitCode == 0 ? .succeeded : .failed, exitCode: report.exitCode, summary: summary)
             _ = try await store.appendAudit(AuditRecord(actor: identity.actor, action: "apply", subject: regions.joined(separator: " "),
@@ -188,16 +205,35 @@ public struct ApplyEngine: Sendable {
         var manifest: HostManifest
     }
 
-    func applyHoldingLeases(_ plan: Plan, fleet: DesiredFleet, run: RunID, events: @escaping @Sendable (ApplyEvent) -> Void) async throws -> ApplyReport {
+    /// What planning with keyed comparison needs from this engine's store and secrets.
+    public func keyedComparison(_ hosts: [DesiredHostState]) async throws -> KeyedComparison {
+        KeyedComparison(fleetKey: try await store.fileHashKey(), recordedSensitive: try await recordedSensitivity(hosts), secrets: secrets)
+    }
+
+    /// What the state store knows of each host before observing it: the
+    /// paths that were sensitive when last applied.
+    func recordedSensitivity(_ hosts: [DesiredHostState]) async throws -> [String: Set<String>] {
+        var sensitive: [String: Set<String>] = [:]
+        for host in hosts {
+            guard let record = try await store.latestManifest(region: host.region, host: host.host),
+                  let manifest = try? JSONDecoder().decode(HostManifest.self, from: record.manifest) else { continue }
+            sensitive[host.id] = manifest.sensitivePaths
+        }
+        return sensitive
+    }
+
+    func applyHoldingLeases(_ plan: Plan, fleet: DesiredFleet, run: RunID, verification: PlanVerification, events: @escaping @Sendable (ApplyEvent) -> Void) async throws -> ApplyReport {
         let desiredByID = Dictionary(fleet.desired.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let hostPlans = plan.hosts
         let hosts = hostPlans.compactMap { desiredByID[$0.id] }
         let request = LockRequest(holder: "\(identity) (meridian apply)", runID: lockRunID(run), pid: Int(identity.pid), ttlSeconds: Int(leaseTTL.components.seconds))
+        let fleetKey = try await store.fileHashKey()
+        let recorded = try await recordedSensitivity(hosts)
 
         // Phase 1: observe every host and take its lock, in one round trip each.
         let store = self.store
         let engine = self
-        let observations = await planning.observe(hosts, parallelism: parallelism) { _ in request }
+        let observations = await planning.observe(hosts, parallelism: parallelism, recordedSensitive: recorded, fleetKey: fleetKey) { _ in request }
         var failures: [String: [HostFailure]] = [:]
         var locked: [String: [HostFailure]] = [:]
         var observed: [String: ObservedHostState] = [:]
@@ -210,7 +246,7 @@ public struct ApplyEngine: Sendable {
                 if case .heldByOther(let holder) = observation.lock, let previous = engine.runFromLock(holder),
                    let record = try await store.run(previous), !record.isRunning {
                     // Left by an interrupted run of this store, which this run's lease supersedes.
-                    switch await engine.retakeLock(host, from: holder, request: request) {
+                    switch await engine.retakeLock(host, from: holder, request: request, recordedSensitive: recorded[host.id] ?? [], fleetKey: fleetKey) {
                     case .success(let again): observation = again
                     case .failure(let failure): failures[host.region, default: []].append(failure); continue
                     }
@@ -238,6 +274,32 @@ public struct ApplyEngine: Sendable {
             throw ApplyRefusal.staleHosts(stale)
         }
 
+        // Carry out only what the planner could have produced: each action
+        // passes the fleet's rules, and (for plans from the planner as they
+        // are) planning the same regions against the locked hosts gives the same plan.
+        let proceedingIDs = Set(proceeding.map(\.id))
+        var violations: [String] = []
+        for hostPlan in hostPlans {
+            guard let state = desiredByID[hostPlan.id] else { violations.append("host \(hostPlan.id) is not in the fleet"); continue }
+            guard proceedingIDs.contains(hostPlan.id) else { continue }
+            violations += PlanChecks.ruleViolations(hostPlan, desired: state, manifest: observed[hostPlan.id]?.manifest.manifest)
+        }
+        if violations.isEmpty, verification == .replan {
+            let proceedingRegions = Set(proceeding.map(\.region))
+            let checked = plan.regions.filter { proceedingRegions.contains($0.name) }
+            let regionNames = Set(checked.map(\.name))
+            // Keyed rewrites depend on secrets the planning run held: take them as the plan
+            // records them (each is checked to be a sensitive file of the host by the rules).
+            var rewrites: [String: Set<String>] = [:]
+            for host in checked.flatMap(\.hosts) { rewrites[host.id] = Set(host.keyedRewrites ?? []) }
+            let fresh = Planner.plan(desired: fleet.desired.filter { regionNames.contains($0.region) }, observed: observed, basis: plan.basis, keyedRewrites: rewrites)
+            violations += PlanChecks.differences(saved: checked, fresh: fresh.regions)
+        }
+        if !violations.isEmpty {
+            await releaseLocks(lockedHosts, run: run)
+            throw ApplyRefusal.notPlannerOutput(violations)
+        }
+
         // Decide every host's steps and render its secrets before changing anything.
         let revision = "run \(run.rawValue)"
         let now = ISO8601DateFormatter().string(from: Date())
@@ -245,22 +307,25 @@ public struct ApplyEngine: Sendable {
         for host in proceeding {
             guard let hostPlan = hostPlans.first(where: { $0.id == host.id }), let state = observed[host.id] else { continue }
             do {
+                let key = HostFileKey.derive(fleetKey: fleetKey, region: host.region, host: host.host)
                 var contents: [String: Data] = [:]
+                var keyed: [String: String] = [:]
                 var rewrite: [String] = []
                 for file in host.files {
                     let data = try SensitiveRendering.render(file, secrets: secrets)
                     contents[file.path] = data
-                    if file.content.isSensitive {
-                        switch state.files[file.path] ?? .missing {
-                        case .regular(let sha, let mode, _) where sha == SHA256.hex(data) && mode == file.mode: break
-                        case .regular, .missing, .notRegular: rewrite.append(file.path)
-                        }
-                    }
+                    guard file.content.isSensitive else { continue }
+                    // The host hashed its copy under its key: a changed secret value
+                    // or an edit on the host shows as a different keyed hash.
+                    let hash = key.keyedHash(data)
+                    keyed[file.path] = hash
+                    if !SensitiveRewrite.hostCopyMatches(state.files[file.path], keyedHash: hash, mode: file.mode) { rewrite.append(file.path) }
                 }
-                let manifest = ManifestBuilder.manifest(desired: host, plan: hostPlan, contents: contents, previous: state.manifest.manifest,
+                let manifest = ManifestBuilder.manifest(desired: host, plan: hostPlan, contents: contents, keyed: keyed, previous: state.manifest.manifest,
                                                         revision: revision, appliedAt: now, appliedBy: identity.actor)
                 let steps = HostStep.steps(for: hostPlan, desired: host, rewriteSensitive: rewrite,
-                                           writeManifest: !ManifestBuilder.sameContent(state.manifest.manifest, manifest))
+                                           writeManifest: !ManifestBuilder.sameContent(state.manifest.manifest, manifest),
+                                           activeSlots: (state.manifest.manifest?.components ?? [:]).mapValues(\.activeSlot))
                 prepared[host.id] = Prepared(steps: steps, contents: contents, manifest: manifest)
             } catch {
                 failures[host.region, default: []].append(HostFailure(region: host.region, host: host.host, reason: "\(error)"))
@@ -319,13 +384,13 @@ public struct ApplyEngine: Sendable {
     }
 
     /// Removes a lock an interrupted run of this store left, then observes and locks again.
-    func retakeLock(_ host: DesiredHostState, from holder: RemoteLock?, request: LockRequest) async -> Result<Observation, HostFailure> {
+    func retakeLock(_ host: DesiredHostState, from holder: RemoteLock?, request: LockRequest, recordedSensitive: Set<String>, fleetKey: Data) async -> Result<Observation, HostFailure> {
         guard let holder else { return .failure(HostFailure(region: host.region, host: host.host, reason: "its lock vanished while being read; try again")) }
         let mapping = FleetEndpoints(fleet: planning.fleet, fleetRoot: planning.fleetRoot, environment: planning.environment)
         let endpoint = PlanEngine.endpoint(for: host, fleet: planning.fleet, mapping: mapping)
         let outcome = await SSHFanOut.run([endpoint], parallelism: 1) { session in
             _ = try await session.run(RemoteCommand(["sh", "-c", ReleaseLockScript(root: host.root, runID: holder.runID).script]))
-            return try await HostObserver.observe(ObserveScript(desired: host, lock: request), on: session)
+            return try await HostObserver.observe(PlanEngine.observeScript(for: host, lock: request, recordedSensitive: recordedSensitive, fleetKey: fleetKey), on: session)
         }
         return outcome[0].result.mapError { HostFailure(region: host.region, host: host.host, reason: "\($0)") }
     }

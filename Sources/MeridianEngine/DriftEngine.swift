@@ -99,6 +99,7 @@ public struct DriftEngine: Sendable {
         let serviceAddresses = Dictionary(targets.map { ("\($0.region.name)/\($0.host.name)", $0.host.serviceAddress) }, uniquingKeysWith: { a, _ in a })
         let healthTimeout = self.healthTimeout
         let recordedManifests = recorded
+        let fleetKey = try await store.fileHashKey()
 
         let outcomes = await SSHFanOut.run(targets.map(\.endpoint), parallelism: parallelism) { session in
             try Task.checkCancellation()
@@ -106,13 +107,14 @@ public struct DriftEngine: Sendable {
             let root = roots[key] ?? "/"
             var applied = recordedManifests[key]
             var source: AppliedManifestSource? = applied == nil ? nil : .stateStore
-            var (observed, hostNow) = try await Self.observe(DriftClassifier.observeScript(root: root, applied: applied), on: session)
+            let fileKey = HostFileKey.derive(fleetKey: fleetKey, region: session.endpoint.region, host: session.endpoint.hostName)
+            var (observed, hostNow) = try await Self.observe(DriftClassifier.observeScript(root: root, applied: applied, fileKey: fileKey), on: session)
             if applied == nil, let onHost = observed.manifest.manifest {
                 // The store has no record of this host: its own manifest says
                 // what was applied, and naming its files takes a second look.
                 applied = onHost
                 source = .hostOnly
-                (observed, hostNow) = try await Self.observe(DriftClassifier.observeScript(root: root, applied: onHost), on: session)
+                (observed, hostNow) = try await Self.observe(DriftClassifier.observeScript(root: root, applied: onHost, fileKey: fileKey), on: session)
             }
             var health: [ComponentHealth] = []
             for (name, component) in (applied?.components ?? [:]).sorted(by: { $0.key < $1.key }) where component.activeVersion != nil {
@@ -158,7 +160,13 @@ public struct DriftEngine: Sendable {
             case .failure(let error):
                 if error is CancellationError { throw error }
                 var keyChanged = false
-                if let ssh = error as? SSHError, case .hostKeyChanged = ssh.kind { keyChanged = true }
+                if let ssh = error as? SSHError {
+                    switch ssh.kind {
+                    case .hostKeyChanged, .hostKeyRevoked: keyChanged = true
+                    case .unreachable, .connectTimeout, .handshakeFailed, .hostKeyUnknown, .authRefused, .commandFailed, .commandTimeout,
+                         .commandRejected, .transferFailed, .connectionDropped, .tunnelFailed, .sessionClosed, .library: break
+                    }
+                }
                 let reason = "\(error)"
                 regionsOut[region]?.hosts.append(HostExamination(region: region, host: host, address: target.endpoint.address, examined: false, reason: reason))
                 regionsOut[region]?.findings.append(DriftClassifier.unexamined(region: region, host: host, keyChanged: keyChanged, reason: reason))

@@ -145,7 +145,7 @@ extension DriftRemediator {
     /// would record what was not applied), or when a sensitive file it does
     /// not write renders, with `secrets`, to other bytes than the host's copy
     /// (apply rewrites those on its own).
-    public static func planThroughApply(_ remedies: [DriftRemedy], evidence: [String: HostDriftEvidence], planning: PlanEngine, secrets: any SecretResolver, parallelism: Int) async throws -> DriftApplyRemediation {
+    public static func planThroughApply(_ remedies: [DriftRemedy], evidence: [String: HostDriftEvidence], planning: PlanEngine, secrets: any SecretResolver, fleetKey: Data, parallelism: Int) async throws -> DriftApplyRemediation {
         let wanted = remedies.compactMap { remedy -> String? in
             if case .throughApply(let finding, _) = remedy { return finding.region }
             return nil
@@ -159,19 +159,17 @@ extension DriftRemediator {
         var pendingHosts: [String: String] = [:]
         for host in plan.hosts {
             guard let state = desired[host.id], let previous = applied[host.id] else { continue }
-            let next = ManifestBuilder.manifest(desired: state, plan: host, contents: [:], previous: previous, revision: "", appliedAt: "", appliedBy: "")
-            if !ManifestBuilder.sameContent(previous, next) { pendingHosts[host.id] = Self.pending; continue }
+            let next = ManifestBuilder.manifest(desired: state, plan: host, contents: [:], keyed: [:], previous: previous, revision: "", appliedAt: "", appliedBy: "")
+            if !ManifestBuilder.sameContent(previous, next, ignoringKeyedHashes: true) { pendingHosts[host.id] = Self.pending; continue }
             let written = Set(host.actions.filter { $0.kind == .createFile || $0.kind == .updateFile }.map(\.subject))
             for file in state.files where file.content.isSensitive && !written.contains(file.path) {
                 guard let data = try? SensitiveRendering.render(file, secrets: secrets) else {
                     pendingHosts[host.id] = "\(file.path) cannot be rendered with the current secrets; run `meridian plan` and `meridian apply`"
                     break
                 }
-                switch evidence[host.id]?.observed.files[file.path] ?? .missing {
-                case .regular(let sha256, let mode, _) where sha256 == SHA256.hex(data) && mode == file.mode: continue
-                case .regular, .missing, .notRegular:
-                    pendingHosts[host.id] = "apply would also rewrite the sensitive file \(file.path), which was not named (its secrets changed, or it drifted); name it or run `meridian apply`"
-                }
+                let key = HostFileKey.derive(fleetKey: fleetKey, region: state.region, host: state.host)
+                if SensitiveRewrite.hostCopyMatches(evidence[host.id]?.observed.files[file.path], keyedHash: key.keyedHash(data), mode: file.mode) { continue }
+                pendingHosts[host.id] = "apply would also rewrite the sensitive file \(file.path), which was not named (its secrets changed, or it drifted); name it or run `meridian apply`"
                 break
             }
         }
@@ -198,7 +196,7 @@ extension DriftRemediator {
         guard !remediation.plan.hosts.isEmpty, !named.isEmpty else {
             throw RemediationRefused(reason: "no planned action fixes the named findings without applying something else")
         }
-        let report = try await apply.apply(remediation.plan, fleet: remediation.fleet)
+        let report = try await apply.apply(remediation.plan, fleet: remediation.fleet, verification: .rulesOnly)
         var failed: [String: String] = [:]
         for region in report.regions {
             switch region.result {

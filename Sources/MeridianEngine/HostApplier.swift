@@ -101,7 +101,10 @@ struct HostApplier: Sendable {
             }
             _ = try await GatewayActivation.activate(gateway, root: root, on: session, host: desired.id)
         case .writeManifest:
-            // The prepare step, always first, created state/.
+            // The prepare step, always first, created state/. The list of
+            // sensitive paths goes first, so no observation after this apply
+            // reads in plain a file the manifest records as sensitive.
+            _ = try await session.upload(manifest.sensitivePathsList, to: RemoteScripts.join(root, HostManifest.sensitivePathsFile), mode: 0o644)
             _ = try await session.upload(manifest.encoded(), to: RemoteScripts.join(root, HostManifest.path), mode: 0o644)
         }
     }
@@ -132,14 +135,14 @@ struct HostApplier: Sendable {
 
 /// Builds the manifest apply writes to a host: hashes, releases and slots, never content.
 enum ManifestBuilder {
-    static func manifest(desired: DesiredHostState, plan: HostPlan, contents: [String: Data], previous: HostManifest?, revision: String, appliedAt: String, appliedBy: String) -> HostManifest {
+    static func manifest(desired: DesiredHostState, plan: HostPlan, contents: [String: Data], keyed: [String: String], previous: HostManifest?, revision: String, appliedAt: String, appliedBy: String) -> HostManifest {
         var files: [String: ManifestFile] = [:]
         for file in desired.files {
             switch file.content {
             case .bytes(let data):
                 files[file.path] = ManifestFile(sha256: SHA256.hex(data), maskedSHA256: nil, mode: file.mode, component: file.component)
             case .sensitive:
-                files[file.path] = ManifestFile(sha256: nil, maskedSHA256: file.content.fingerprint, mode: file.mode, component: file.component)
+                files[file.path] = ManifestFile(sha256: nil, maskedSHA256: file.content.fingerprint, keyedSHA256: keyed[file.path], mode: file.mode, component: file.component)
             }
         }
         var components: [String: ManifestComponent] = [:]
@@ -159,9 +162,23 @@ enum ManifestBuilder {
         return HostManifest(revision: revision, appliedAt: appliedAt, appliedBy: appliedBy, files: files, releases: releases, components: components)
     }
 
-    /// Whether two manifests say the same about the host, whoever wrote them and when.
-    static func sameContent(_ a: HostManifest?, _ b: HostManifest) -> Bool {
+    /// Whether two manifests say the same about the host, whoever wrote them
+    /// and when (and, with `ignoringKeyedHashes`, whatever the secret values).
+    static func sameContent(_ a: HostManifest?, _ b: HostManifest, ignoringKeyedHashes: Bool = false) -> Bool {
         guard let a else { return false }
-        return a.files == b.files && a.releases == b.releases && a.components == b.components && a.schemaVersion == b.schemaVersion
+        func files(_ m: HostManifest) -> [String: ManifestFile] {
+            ignoringKeyedHashes ? m.files.mapValues { var f = $0; f.keyedSHA256 = nil; return f } : m.files
+        }
+        return files(a) == files(b) && a.releases == b.releases && a.components == b.components && a.schemaVersion == b.schemaVersion
+    }
+}
+
+/// Whether a sensitive file on a host needs rewriting, judged by keyed hash only.
+enum SensitiveRewrite {
+    static func hostCopyMatches(_ observed: ObservedFile?, keyedHash: String, mode: Int) -> Bool {
+        switch observed ?? .missing {
+        case .sensitive(let hash?, let observedMode, _): return hash == keyedHash && observedMode == mode
+        case .sensitive(nil, _, _), .regular, .missing, .notRegular: return false
+        }
     }
 }

@@ -45,7 +45,8 @@ public enum HostStep: Sendable, Equatable {
     /// files whose rendering with the real secrets differs from the host's
     /// copy though the plan had no action for them. `writeManifest` is false
     /// only when nothing changes and the host's manifest already says so.
-    public static func steps(for plan: HostPlan, desired: DesiredHostState, rewriteSensitive: [String], writeManifest: Bool) -> [HostStep] {
+    /// `activeSlots` names each component's serving slot as the host's manifest records it.
+    public static func steps(for plan: HostPlan, desired: DesiredHostState, rewriteSensitive: [String], writeManifest: Bool, activeSlots: [String: SlotName] = [:]) -> [HostStep] {
         var steps: [HostStep] = []
         let planned = Set(plan.actions.filter { $0.kind == .createFile || $0.kind == .updateFile }.map(\.subject))
         let extraWrites = rewriteSensitive.filter { !planned.contains($0) }
@@ -92,6 +93,21 @@ public enum HostStep: Sendable, Equatable {
             }
         }
         flushExtras()
+        // A sensitive file rewritten outside the plan (a secret value changed,
+        // or its copy was edited on the host) restarts the component reading
+        // it, unless the plan already upgrades or restarts that component.
+        let acted = Set(plan.actions.filter { $0.kind == .upgradeComponent || $0.kind == .restartComponent }.map(\.subject))
+        var restarted = Set<String>()
+        for path in extraWrites {
+            guard let component = desired.files.first(where: { $0.path == path })?.component, !acted.contains(component),
+                  restarted.insert(component).inserted,
+                  let layout = desired.components.first(where: { $0.component == component }) else { continue }
+            let recorded = plan.actions.first { $0.component == component && $0.slot != nil }?.slot
+            let slot = recorded ?? activeSlots[component] ?? layout.activeSlot
+            steps.append(.stopComponent(component: component, slot: slot))
+            steps.append(.startComponent(component: component, slot: slot))
+            steps.append(.healthCheck(component: component, slot: slot, address: layout.address, port: layout.port(slot), path: layout.healthPath))
+        }
         if gatewayChanged { steps.append(.activateGateway) }
         if writeManifest || !steps.isEmpty {
             steps.insert(.prepareHost(keeping: kept), at: 0)

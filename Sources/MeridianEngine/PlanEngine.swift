@@ -51,6 +51,10 @@ public struct PlanningResult: Sendable {
     /// Regions left out of the plan, with their failed hosts.
     public var failures: [HostFailure]
     public var failedRegions: [String] { Array(Set(failures.map(\.region))).sorted() }
+    /// The regions left out, with the sentence of each host that could not be observed.
+    public var leftOut: [LeftOutRegion] {
+        failedRegions.map { region in LeftOutRegion(name: region, reasons: failures.filter { $0.region == region }.map(\.description)) }
+    }
 }
 
 /// Plans a fleet end to end: artifacts, templates and desired state from the
@@ -81,10 +85,14 @@ public struct PlanEngine: Sendable {
         let (artifacts, artifactProblems) = ArtifactPreparation(fleet: fleet, fleetRoot: fleetRoot).prepare(regions: selected)
         var templates: [String: String] = [:]
         var templateHashes: [String: String] = [:]
-        for (path, data) in LocalFleetFileSystem(root: fleetRoot).templateFiles(of: fleet, regions: selected) {
-            if let text = String(data: data, encoding: .utf8) {
-                templates[path] = text
-                templateHashes[path] = SHA256.hex(data)
+        let fileSystem = LocalFleetFileSystem(root: fleetRoot)
+        for region in fleet.regions where selected.contains(region.name) {
+            for config in region.configFiles where templates[config.template] == nil {
+                // Only a regular file inside the repository: a link to a key elsewhere renders nothing.
+                if case .success(let template) = FleetTemplates.read(config.template, from: fileSystem) {
+                    templates[config.template] = template.text
+                    templateHashes[config.template] = template.sha256
+                }
             }
         }
         let renderer = DesiredStateRenderer(fleet: fleet, bundles: bundles, templates: templates, artifacts: artifacts.map(\.artifact))
@@ -110,10 +118,13 @@ public struct PlanEngine: Sendable {
     }
 
     /// Plans the named regions (all when empty). Hosts are observed in
-    /// parallel, at most `parallelism` at once.
-    public func plan(regions wanted: [String], parallelism: Int) async throws -> PlanningResult {
+    /// parallel, at most `parallelism` at once. With `secrets`, sensitive
+    /// files are also compared by keyed hash with their rendering under the
+    /// current secrets, so the plan shows a changed secret value (never the value).
+    public func plan(regions wanted: [String], parallelism: Int, secrets: KeyedComparison? = nil) async throws -> PlanningResult {
         let fleet = try desiredFleet(regions: wanted)
-        let observations = await observe(fleet.desired, parallelism: parallelism, lock: { _ in nil })
+        let observations = await observe(fleet.desired, parallelism: parallelism, recordedSensitive: secrets?.recordedSensitive ?? [:],
+                                         fleetKey: secrets?.fleetKey, lock: { _ in nil })
         var observed: [String: ObservedHostState] = [:]
         var failures: [HostFailure] = []
         for (host, outcome) in zip(fleet.desired, observations) {
@@ -124,23 +135,37 @@ public struct PlanEngine: Sendable {
         }
         let failedRegions = Set(failures.map(\.region))
         let planned = fleet.desired.filter { !failedRegions.contains($0.region) }
-        let plan = Planner.plan(desired: planned, observed: observed, basis: fleet.basis)
+        var rewrites: [String: Set<String>] = [:]
+        if let secrets {
+            for host in planned {
+                rewrites[host.id] = secrets.rewrites(host, observed: observed[host.id])
+            }
+        }
+        let plan = Planner.plan(desired: planned, observed: observed, basis: fleet.basis, keyedRewrites: rewrites)
         return PlanningResult(plan: plan, fleet: fleet, failures: failures)
     }
 
     /// Observes each host in one round trip, asking for its lock when `lock` returns a request.
-    func observe(_ hosts: [DesiredHostState], parallelism: Int, lock: @escaping @Sendable (DesiredHostState) -> LockRequest?) async -> [Result<Observation, HostFailure>] {
+    func observe(_ hosts: [DesiredHostState], parallelism: Int, recordedSensitive: [String: Set<String>] = [:], fleetKey: Data? = nil,
+                 lock: @escaping @Sendable (DesiredHostState) -> LockRequest?) async -> [Result<Observation, HostFailure>] {
         let mapping = FleetEndpoints(fleet: fleet, fleetRoot: fleetRoot, environment: environment)
         let endpoints = hosts.map { Self.endpoint(for: $0, fleet: fleet, mapping: mapping) }
         let byID = Dictionary(hosts.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let outcomes = await SSHFanOut.run(endpoints, parallelism: parallelism) { session in
             let id = "\(session.endpoint.region)/\(session.endpoint.hostName)"
             guard let host = byID[id] else { throw HostFailure(region: session.endpoint.region, host: session.endpoint.hostName, reason: "not in the desired state") }
-            return try await HostObserver.observe(ObserveScript(desired: host, lock: lock(host)), on: session)
+            return try await HostObserver.observe(Self.observeScript(for: host, lock: lock(host), recordedSensitive: recordedSensitive[id] ?? [], fleetKey: fleetKey), on: session)
         }
         return zip(hosts, outcomes).map { host, outcome in
             outcome.result.mapError { HostFailure(region: host.region, host: host.host, reason: "\($0)") }
         }
+    }
+
+    /// The observation of a desired host: sensitive files (now, or per the
+    /// store's record) are hashed under the host's key, never in plain.
+    static func observeScript(for host: DesiredHostState, lock: LockRequest?, recordedSensitive: Set<String>, fleetKey: Data?) -> ObserveScript {
+        ObserveScript(desired: host, lock: lock, recordedSensitive: recordedSensitive,
+                      fileKey: fleetKey.map { HostFileKey.derive(fleetKey: $0, region: host.region, host: host.host) })
     }
 
     static func endpoint(for host: DesiredHostState, fleet: Fleet, mapping: FleetEndpoints) -> SSHEndpoint {
@@ -164,6 +189,34 @@ public struct PlanEngine: Sendable {
 }
 
 extension HostFailure: Error {}
+
+/// What planning needs to compare sensitive files by keyed hash: the
+/// store's fleet key, the paths its manifests record as sensitive (by host
+/// id), and the secrets. Only a boolean per file comes out of it.
+public struct KeyedComparison: Sendable {
+    public var fleetKey: Data
+    public var recordedSensitive: [String: Set<String>]
+    public var secrets: any SecretResolver
+
+    public init(fleetKey: Data, recordedSensitive: [String: Set<String>], secrets: any SecretResolver) {
+        self.fleetKey = fleetKey
+        self.recordedSensitive = recordedSensitive
+        self.secrets = secrets
+    }
+
+    /// Sensitive files of `host` whose copy differs by keyed hash from their
+    /// rendering now; a file whose secrets cannot be read is left to apply,
+    /// which reports it.
+    func rewrites(_ host: DesiredHostState, observed: ObservedHostState?) -> Set<String> {
+        let key = HostFileKey.derive(fleetKey: fleetKey, region: host.region, host: host.host)
+        var paths = Set<String>()
+        for file in host.files where file.content.isSensitive {
+            guard let data = try? SensitiveRendering.render(file, secrets: secrets) else { continue }
+            if !SensitiveRewrite.hostCopyMatches(observed?.files[file.path], keyedHash: key.keyedHash(data), mode: file.mode) { paths.insert(file.path) }
+        }
+        return paths
+    }
+}
 
 extension PlanEngine {
     /// Observes every host of the named regions (all when empty) with no

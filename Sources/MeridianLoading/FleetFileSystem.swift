@@ -1,9 +1,43 @@
 import Foundation
+import MeridianBasics
 import MeridianModel
+
+/// What is at a path of a fleet repository, after following symbolic links.
+/// Only `.file` is ever opened, so a FIFO cannot block a read and a link
+/// cannot pull a file from outside the repository into a plan.
+public enum FleetFileStatus: Sendable, Equatable {
+    case file(size: Int)
+    case directory
+    case missing
+    /// Resolves to this absolute path, outside the fleet repository.
+    case outside(String)
+    /// A FIFO, device or socket, named in words.
+    case special(String)
+    /// Cannot be resolved or examined, with the reason (a link loop, a permission).
+    case unresolvable(String)
+
+    /// Why a fleet file at this path cannot be used, nil for a regular file (or a folder when `folderAllowed`).
+    public func problem(folderAllowed: Bool = false) -> String? {
+        switch self {
+        case .file: return nil
+        case .directory: return folderAllowed ? nil : "is a folder, not a file"
+        case .missing: return "does not exist"
+        case .outside(let target): return "resolves to \(target), outside the fleet repository: fleet files must live inside it"
+        case .special(let kind): return "is \(kind), not a regular file"
+        case .unresolvable(let reason): return "cannot be read: \(reason)"
+        }
+    }
+}
+
+/// An errno value as an error.
+struct POSIXErrno: Error { var code: Int32 }
+
 
 /// Read access to a fleet repository, relative to its root, so the loader can
 /// run against the real disk or an in-memory tree in tests.
 public protocol FleetFileSystem: Sendable {
+    /// What is at `path`, after following symbolic links.
+    func status(_ path: String) -> FleetFileStatus
     /// The contents of the file at `path`, or nil when there is none.
     func read(_ path: String) throws -> Data?
     /// The names of the entries directly inside `directory` (empty when it does not exist).
@@ -24,39 +58,68 @@ public struct LocalFleetFileSystem: FleetFileSystem {
 
     private func url(_ path: String) -> URL { path.isEmpty ? root : root.appendingPathComponent(path) }
 
-    /// Opens without blocking and reads only a regular file: a FIFO, socket
-    /// or device where a fleet file should be would otherwise block the
-    /// loader forever, or read without end.
-    public func read(_ path: String) throws -> Data? {
-        guard isFile(path) else { return nil }
-        let descriptor = open(url(path).path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard descriptor >= 0 else { throw FleetFileError(path: path, reason: String(cString: strerror(errno))) }
-        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
-        var info = stat()
-        guard fstat(descriptor, &info) == 0 else { throw FleetFileError(path: path, reason: String(cString: strerror(errno))) }
-        guard info.st_mode & S_IFMT == S_IFREG else {
-            throw FleetFileError(path: path, reason: "it is not a regular file (a FIFO, socket or device); fleet files must be plain files")
+    /// realpath(3) of `path`, or the errno that stopped it.
+    static func resolve(_ path: String) -> Result<String, POSIXErrno> {
+        guard let resolved = realpath(path, nil) else { return .failure(POSIXErrno(code: errno)) }
+        defer { free(resolved) }
+        return .success(String(cString: resolved))
+    }
+
+    public func status(_ path: String) -> FleetFileStatus {
+        let realRoot: String
+        switch Self.resolve(root.path) {
+        case .success(let resolved): realRoot = resolved
+        case .failure(let error): return error.code == ENOENT ? .missing : .unresolvable(String(cString: strerror(error.code)))
         }
+        let target: String
+        switch Self.resolve(url(path).path) {
+        case .success(let resolved): target = resolved
+        case .failure(let error):
+            let code = error.code
+            if code == ENOENT || code == ENOTDIR { return .missing }
+            if code == ELOOP { return .unresolvable("a symbolic link loop (too many levels of symbolic links)") }
+            return .unresolvable(String(cString: strerror(code)))
+        }
+        guard target == realRoot || target.hasPrefix(realRoot == "/" ? "/" : realRoot + "/") else { return .outside(target) }
+        // stat, never open: opening a FIFO would block.
+        var info = stat()
+        guard stat(target, &info) == 0 else { return .unresolvable(String(cString: strerror(errno))) }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: return .file(size: Int(info.st_size))
+        case S_IFDIR: return .directory
+        case S_IFIFO: return .special("a FIFO (named pipe)")
+        case S_IFCHR: return .special("a character device")
+        case S_IFBLK: return .special("a block device")
+        case S_IFSOCK: return .special("a socket")
+        default: return .special("not a regular file")
+        }
+    }
+
+    public func read(_ path: String) throws -> Data? {
+        switch status(path) {
+        case .missing: return nil
+        case .file: break
+        case let other: throw FleetFileError(path: path, reason: other.problem() ?? "cannot be read")
+        }
+        guard access(url(path).path, R_OK) == 0 else { throw FleetFileError(path: path, reason: "cannot be read: \(String(cString: strerror(errno)))") }
         do {
-            return try handle.readToEnd() ?? Data()
+            return try Data(contentsOf: url(path))
         } catch {
-            throw FleetFileError(path: path, reason: "reading failed: \(error.localizedDescription)")
+            throw FleetFileError(path: path, reason: "cannot be read: \(error.localizedDescription)")
         }
     }
 
     public func list(_ directory: String) -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: url(directory).path)) ?? []).sorted()
+        guard status(directory) == .directory else { return [] }
+        return ((try? FileManager.default.contentsOfDirectory(atPath: url(directory).path)) ?? []).sorted()
     }
 
     public func isFile(_ path: String) -> Bool {
-        var isDirectory: ObjCBool = false
-        return FileManager.default.fileExists(atPath: url(path).path, isDirectory: &isDirectory) && !isDirectory.boolValue
+        if case .file = status(path) { return true }
+        return false
     }
 
-    public func isDirectory(_ path: String) -> Bool {
-        var isDirectory: ObjCBool = false
-        return FileManager.default.fileExists(atPath: url(path).path, isDirectory: &isDirectory) && isDirectory.boolValue
-    }
+    public func isDirectory(_ path: String) -> Bool { status(path) == .directory }
 }
 
 /// A fleet file that exists but cannot be read as one.
@@ -92,6 +155,11 @@ public struct InMemoryFleetFileSystem: FleetFileSystem {
 
     public var rootDescription: String { "(in-memory fleet)" }
 
+    public func status(_ path: String) -> FleetFileStatus {
+        if let data = files[path] { return .file(size: data.count) }
+        return isDirectory(path) ? .directory : .missing
+    }
+
     public func read(_ path: String) throws -> Data? { files[path] }
 
     public func list(_ directory: String) -> [String] {
@@ -109,5 +177,30 @@ public struct InMemoryFleetFileSystem: FleetFileSystem {
     public func isDirectory(_ path: String) -> Bool {
         let prefix = path.isEmpty ? "" : path + "/"
         return files.keys.contains { $0.hasPrefix(prefix) }
+    }
+}
+
+/// Reads a template of the fleet: a regular file inside the repository, at
+/// most `maximumBytes`, valid UTF-8. Validation and rendering read templates
+/// only through this, so both see the same problems.
+public enum FleetTemplates {
+    public static let maximumBytes = 1 << 20
+
+    public static func read(_ path: String, from fileSystem: any FleetFileSystem) -> Result<(text: String, sha256: String), FleetFileError> {
+        let status = fileSystem.status(path)
+        if let problem = status.problem() { return .failure(FleetFileError(path: path, reason: problem)) }
+        if case .file(let size) = status, size > maximumBytes {
+            return .failure(FleetFileError(path: path, reason: "is \(size) bytes; templates may be at most \(maximumBytes) bytes"))
+        }
+        let data: Data
+        do {
+            guard let read = try fileSystem.read(path) else { return .failure(FleetFileError(path: path, reason: "does not exist")) }
+            data = read
+        } catch {
+            return .failure(FleetFileError(path: path, reason: (error as? FleetFileError)?.reason ?? "cannot be read: \(error)"))
+        }
+        guard data.count <= maximumBytes else { return .failure(FleetFileError(path: path, reason: "is \(data.count) bytes; templates may be at most \(maximumBytes) bytes")) }
+        guard let text = String(data: data, encoding: .utf8) else { return .failure(FleetFileError(path: path, reason: "is not valid UTF-8 text: save it as UTF-8")) }
+        return .success((text, SHA256.hex(data)))
     }
 }

@@ -8,6 +8,9 @@ import Yams
 public struct LoadedFleet: Sendable {
     public var fleet: Fleet?
     public var diagnostics: Diagnostics
+    /// Region files that could not be read or parsed, by region name: checks
+    /// over all regions (residency) would only repeat their errors.
+    public var unreadableRegions: Set<String> = []
 }
 
 /// Reads a fleet repository (`meridian.yaml`, `regions/*.yaml`,
@@ -51,6 +54,9 @@ public struct FleetLoader: Sendable {
                 guard let data = try fileSystem.read(path) else { return nil }
                 hashes[path] = SHA256.hex(data)
                 return YAMLDocument.parse(data, file: path, into: &diagnostics)
+            } catch let error as FleetFileError {
+                diagnostics.error(SourceLocation(file: path), "", error.reason)
+                return nil
             } catch {
                 diagnostics.error(SourceLocation(file: path, line: 1, column: 1), "", "could not be read: \(error.localizedDescription)")
                 return nil
@@ -65,8 +71,11 @@ public struct FleetLoader: Sendable {
         // meridian.yaml
         var settings: FleetSettings?
         var settingsNode: Node?
-        if !fileSystem.isFile(FleetLoader.settingsFile) {
-            diagnostics.error(SourceLocation(file: FleetLoader.settingsFile, line: 1, column: 1), "", "no meridian.yaml at the fleet root: point --fleet (or MERIDIAN_FLEET) at a fleet repository, or create one (see docs/fleet-files.md)")
+        let settingsStatus = fileSystem.status(FleetLoader.settingsFile)
+        if settingsStatus == .missing {
+            diagnostics.error(SourceLocation(file: FleetLoader.settingsFile), "", "no meridian.yaml at the fleet root: point --fleet (or MERIDIAN_FLEET) at a fleet repository, or create one (see docs/fleet-files.md)")
+        } else if let problem = settingsStatus.problem() {
+            diagnostics.error(SourceLocation(file: FleetLoader.settingsFile), "", problem)
         } else if let node = document(FleetLoader.settingsFile) {
             settingsNode = node
             var reader = NodeReader(file: FleetLoader.settingsFile)
@@ -78,9 +87,9 @@ public struct FleetLoader: Sendable {
         // regions/*.yaml
         var regions: [Region] = []
         var incompleteRegions: [Region] = []
-        let regionFiles = yamlFiles(in: FleetLoader.regionsFolder)
-        if regionFiles.isEmpty {
-            diagnostics.error(SourceLocation(file: FleetLoader.regionsFolder, line: 1, column: 1), "", "no region files: add at least one regions/NAME.yaml")
+        let regionFiles = yamlFiles(in: FleetLoader.regionsFolder, &diagnostics, unreadable: &unreadable.regions)
+        if regionFiles.isEmpty && unreadable.regions.isEmpty {
+            diagnostics.error(SourceLocation(file: FleetLoader.regionsFolder), "", "no region files: add at least one regions/NAME.yaml")
         }
         for path in regionFiles {
             guard let node = document(path) else { unreadable.regions.insert(stem(path)); continue }
@@ -96,7 +105,7 @@ public struct FleetLoader: Sendable {
 
         // policies/*.yaml
         var policies: [Policy] = []
-        for path in yamlFiles(in: FleetLoader.policiesFolder) {
+        for path in yamlFiles(in: FleetLoader.policiesFolder, &diagnostics, unreadable: &unreadable.policies) {
             guard let node = document(path) else { unreadable.policies.insert(stem(path)); continue }
             var reader = NodeReader(file: path)
             if let policy = PolicyReader.read(node, stem: stem(path), &reader) { policies.append(policy) }
@@ -112,14 +121,28 @@ public struct FleetLoader: Sendable {
         var validator = FleetValidator(fleet: fleet, extraRegions: incompleteRegions, fileSystem: fileSystem, unreadable: unreadable)
         validator.validate()
         diagnostics.append(contentsOf: validator.diagnostics)
-        return LoadedFleet(fleet: fleet, diagnostics: diagnostics)
+        return LoadedFleet(fleet: fleet, diagnostics: diagnostics, unreadableRegions: unreadable.regions)
     }
 
-    private func yamlFiles(in folder: String) -> [String] {
-        fileSystem.list(folder)
-            .filter { ($0.hasSuffix(".yaml") || $0.hasSuffix(".yml")) && !$0.hasPrefix(".") }
-            .map { "\(folder)/\($0)" }
-            .filter { fileSystem.isFile($0) }
+    /// The YAML files of `folder`; a name ending in .yaml that is a folder,
+    /// a special file or a link out of the repository is an error, never skipped silently.
+    private func yamlFiles(in folder: String, _ diagnostics: inout Diagnostics, unreadable: inout Set<String>) -> [String] {
+        let status = fileSystem.status(folder)
+        if status != .missing, status != .directory, let problem = status.problem(folderAllowed: true) {
+            diagnostics.error(SourceLocation(file: folder), "", problem)
+            return []
+        }
+        var files: [String] = []
+        for name in fileSystem.list(folder) where (name.hasSuffix(".yaml") || name.hasSuffix(".yml")) && !name.hasPrefix(".") {
+            let path = "\(folder)/\(name)"
+            if let problem = fileSystem.status(path).problem() {
+                diagnostics.error(SourceLocation(file: path), "", problem)
+                unreadable.insert(stem(path))
+            } else {
+                files.append(path)
+            }
+        }
+        return files
     }
 
     private func stem(_ path: String) -> String {

@@ -58,6 +58,19 @@ struct FleetValidator {
             if case .path(let template) = component.artifact, !template.contains("{version}") {
                 warning(settings, "\(path).artifact", "the artifact path has no {version}: every version of \(component.name) would use the same artifact")
             }
+            if case .path = component.artifact {
+                // A missing artifact is the plan's concern (it may be built later); one that
+                // leads out of the repository or is not a file or folder never is acceptable.
+                var reported = Set<String>()
+                for region in regions where !region.hosts(running: component.name).isEmpty {
+                    guard let version = fleet.version(of: component.name, in: region) else { continue }
+                    let resolved = component.artifact.resolved(for: version)
+                    let status = fileSystem.status(resolved)
+                    if status != .missing, let problem = status.problem(folderAllowed: true), reported.insert(resolved).inserted {
+                        error(settings, "\(path).artifact", "artifact \(resolved) \(problem)")
+                    }
+                }
+            }
             if component.strategy == .canary, component.canary.steps.isEmpty {
                 error(settings, "\(path).canary.steps", "a canary rollout needs steps, e.g. [10, 50, 100]")
             }
@@ -176,9 +189,11 @@ struct FleetValidator {
         var destinations: [String: Int] = [:]
         for (i, config) in region.configFiles.enumerated() {
             let path = "config[\(i)]"
-            if !fileSystem.isFile(config.template) {
+            if fileSystem.status(config.template) == .missing {
                 let known = templateFiles()
                 error(file, "\(path).template", "no template file \(config.template) in the fleet repository\(suggest(config.template, known))")
+            } else if case .failure(let problem) = FleetTemplates.read(config.template, from: fileSystem) {
+                error(file, "\(path).template", "template \(config.template) \(problem.reason)")
             }
             if let component = config.component {
                 if !isComponent(component) {

@@ -34,7 +34,14 @@ enum YAMLDocument {
                 diagnostics.error(whole, "", "the file holds no YAML document: it is empty or only comments")
                 return nil
             }
-            return node
+            var foreign: [(Mark?, String)] = []
+            var budget = maximumTagChecks
+            unknownTags(in: node, into: &foreign, budget: &budget)
+            for (mark, tag) in foreign {
+                diagnostics.error(SourceLocation(file: file, line: max(1, mark?.line ?? 1), column: max(1, mark?.column ?? 1)), "",
+                                  "unknown YAML tag \(tag): fleet files hold plain strings, numbers, booleans, lists and mappings; remove the tag")
+            }
+            return foreign.isEmpty ? node : nil
         } catch let error as YamlError {
             let (mark, message) = describe(error)
             diagnostics.error(SourceLocation(file: file, line: max(1, mark?.line ?? 1), column: max(1, mark?.column ?? 1)), "", message)
@@ -42,6 +49,36 @@ enum YAMLDocument {
         } catch {
             diagnostics.error(whole, "", "could not be read as YAML: \(error)")
             return nil
+        }
+    }
+
+    /// The tags YAML's core schema resolves plain values to; any other tag
+    /// (`!!python/object:…`, `!custom`) would be read as a string and is refused instead.
+    static let knownTags: Set<String> = ["str", "int", "float", "bool", "null", "map", "seq", "merge", "timestamp"].reduce(into: ["!", "?"]) {
+        $0.insert("tag:yaml.org,2002:" + $1)
+    }
+
+    /// Nodes looked at for tags: aliases share nodes, so an alias bomb would
+    /// otherwise be walked exponentially (the reader refuses such a file anyway).
+    static let maximumTagChecks = 100_000
+
+    private static func unknownTags(in node: Node, into found: inout [(Mark?, String)], budget: inout Int) {
+        guard budget > 0 else { return }
+        budget -= 1
+        let name = node.tag.rawValue
+        if !knownTags.contains(name), !name.isEmpty {
+            let shown = name.hasPrefix("tag:yaml.org,2002:") ? "!!" + name.dropFirst("tag:yaml.org,2002:".count) : name
+            found.append((node.mark, String(shown.prefix(80))))
+        }
+        switch node {
+        case .scalar, .alias: break
+        case .mapping(let mapping):
+            for (key, value) in mapping {
+                unknownTags(in: key, into: &found, budget: &budget)
+                unknownTags(in: value, into: &found, budget: &budget)
+            }
+        case .sequence(let sequence):
+            for item in sequence { unknownTags(in: item, into: &found, budget: &budget) }
         }
     }
 

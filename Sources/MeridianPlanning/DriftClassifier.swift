@@ -70,12 +70,14 @@ public struct HostDriftEvidence: Sendable, Equatable {
 public enum DriftClassifier {
     /// The observation a drift run needs for an applied manifest: every
     /// managed path, by its recorded hash, with no content fetched (drift
-    /// shows hashes, not diffs), and the managed folders listed.
-    public static func observeScript(root: String, applied: HostManifest?) -> ObserveScript {
+    /// shows hashes, not diffs), sensitive files by keyed hash under
+    /// `fileKey`, and the managed folders listed.
+    public static func observeScript(root: String, applied: HostManifest?, fileKey: HostFileKey? = nil) -> ObserveScript {
         let files = (applied?.files ?? [:]).keys.sorted().map { path in
-            ObservedPathRequest(path: path, expectedSHA256: applied?.files[path]?.sha256, fetchContentIfDifferent: false)
+            ObservedPathRequest(path: path, expectedSHA256: applied?.files[path]?.sha256, fetchContentIfDifferent: false,
+                                sensitive: applied?.files[path]?.isSensitive ?? false)
         }
-        return ObserveScript(root: root, files: files)
+        return ObserveScript(root: root, files: files, fileKey: fileKey)
     }
 
     /// Every finding on one examined host, sorted.
@@ -118,8 +120,13 @@ public enum DriftClassifier {
                 } else if mode != entry.mode {
                     add(own ?? .managedFileModified, path, "mode expected \(octal(entry.mode)), found \(octal(mode))")
                 }
-                // A sensitive file records only its masked fingerprint, so a
-                // change of its content cannot be seen; only presence and mode can.
+            case .sensitive(let keyed, let mode, _):
+                // Compared by keyed hash only: neither content nor a plain hash is ever shown.
+                if let expected = entry.keyedSHA256, let keyed, expected != keyed {
+                    add(own ?? .managedFileModified, path, "sensitive: its content differs from what was applied (compared by keyed hash; content not shown)")
+                } else if mode != entry.mode {
+                    add(own ?? .managedFileModified, path, "mode expected \(octal(entry.mode)), found \(octal(mode))")
+                }
             }
         }
         for path in observed.unmanagedFiles {

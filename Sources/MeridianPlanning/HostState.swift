@@ -221,12 +221,16 @@ public struct ManifestFile: Codable, Sendable, Equatable {
     public var sha256: String?
     /// For sensitive files: `ManagedFileContent.fingerprint` of what was rendered.
     public var maskedSHA256: String?
+    /// For sensitive files: `HostFileKey.keyedHash` of the bytes written
+    /// (HMAC-SHA256 under the host's key); nil in manifests of older versions.
+    public var keyedSHA256: String?
     public var mode: Int
     public var component: String?
 
-    public init(sha256: String?, maskedSHA256: String?, mode: Int, component: String?) {
+    public init(sha256: String?, maskedSHA256: String?, keyedSHA256: String? = nil, mode: Int, component: String?) {
         self.sha256 = sha256
         self.maskedSHA256 = maskedSHA256
+        self.keyedSHA256 = keyedSHA256
         self.mode = mode
         self.component = component
     }
@@ -236,6 +240,7 @@ public struct ManifestFile: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case sha256, mode, component
         case maskedSHA256 = "masked_sha256"
+        case keyedSHA256 = "keyed_sha256"
     }
 }
 
@@ -304,6 +309,18 @@ public struct ManifestRelease: Codable, Sendable, Equatable, Hashable {
 public struct HostManifest: Codable, Sendable, Equatable {
     public static let currentSchemaVersion = 1
     public static let path = "state/manifest.json"
+    /// Beside the manifest: the paths that were sensitive when applied, one
+    /// `x<hex of the path>` a line, so the observation script (which cannot
+    /// read JSON) never hashes or fetches their content in plain.
+    public static let sensitivePathsFile = "state/sensitive-paths"
+
+    /// The content of `sensitivePathsFile` for this manifest.
+    public var sensitivePathsList: Data {
+        Data(files.keys.sorted().filter { files[$0]?.isSensitive == true }.map { "x" + Data($0.utf8).hexString + "\n" }.joined().utf8)
+    }
+
+    /// Paths this manifest records as sensitive.
+    public var sensitivePaths: Set<String> { Set(files.filter { $0.value.isSensitive }.map(\.key)) }
 
     public var schemaVersion: Int
     /// The run that wrote it.
@@ -347,12 +364,25 @@ public struct HostManifest: Codable, Sendable, Equatable {
 public enum ObservedFile: Codable, Sendable, Equatable {
     case missing
     case regular(sha256: String, mode: Int, size: Int)
+    /// A regular file that is (or was, when applied) sensitive: observed
+    /// without its plain hash or content, only with its keyed hash
+    /// (`HostFileKey.keyedHash`), nil when the observation had no key.
+    case sensitive(keyedSHA256: String?, mode: Int, size: Int)
     /// A directory, a symlink or a device where a file should be.
     case notRegular
 
+    /// The plain SHA-256; never known for a sensitive file.
     public var sha256: String? {
         switch self {
         case .regular(let sha256, _, _): return sha256
+        case .missing, .notRegular, .sensitive: return nil
+        }
+    }
+
+    /// The permission bits of a regular file.
+    public var mode: Int? {
+        switch self {
+        case .regular(_, let mode, _), .sensitive(_, let mode, _): return mode
         case .missing, .notRegular: return nil
         }
     }
@@ -480,4 +510,26 @@ public struct ObservedHostState: Codable, Sendable, Equatable {
     public func process(component: String, slot: SlotName) -> ObservedProcess? {
         processes.first { $0.component == component && $0.slot == slot }
     }
+}
+
+/// The key a host's sensitive files are hashed with: HMAC-SHA256 under a
+/// key derived from the state store's fleet key and the host's name, so
+/// that a host (which is sent its own key to hash its files) learns nothing
+/// that would let it check guesses of another host's secrets. Invariant:
+/// `bytes` is 32 bytes.
+public struct HostFileKey: Sendable, Equatable {
+    public var bytes: Data
+
+    public init(bytes: Data) { self.bytes = bytes }
+
+    /// The key of `region/host` under the store's `fleetKey`.
+    public static func derive(fleetKey: Data, region: String, host: String) -> HostFileKey {
+        HostFileKey(bytes: HMACSHA256.mac(key: fleetKey, message: Data("meridian-host-file-key-v1\0\(region)\0\(host)".utf8)))
+    }
+
+    /// The keyed hash recorded and compared for a sensitive file's bytes.
+    public func keyedHash(_ content: Data) -> String { HMACSHA256.hex(key: bytes, message: content) }
+
+    /// The keyed hash from the digest a host computed over the inner pad and the file.
+    public func finish(innerDigest: Data) -> String { HMACSHA256.finish(key: bytes, innerDigest: innerDigest).hexString }
 }

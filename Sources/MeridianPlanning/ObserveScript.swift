@@ -4,16 +4,20 @@ import MeridianBasics
 /// One managed path an observation asks about. When `fetchContentIfDifferent`
 /// is set and the file's hash is not `expectedSHA256`, the observation returns
 /// the file's content (up to the request's limit) so the plan can show a diff.
-/// Sensitive files are never fetched.
+/// A `sensitive` path — and any path the host's `state/sensitive-paths`
+/// lists — is never fetched nor hashed in plain: only its keyed hash is
+/// returned (docs/plan-format.md, "Sensitive files").
 public struct ObservedPathRequest: Sendable, Equatable {
     public var path: String
     public var expectedSHA256: String?
     public var fetchContentIfDifferent: Bool
+    public var sensitive: Bool
 
-    public init(path: String, expectedSHA256: String?, fetchContentIfDifferent: Bool) {
+    public init(path: String, expectedSHA256: String?, fetchContentIfDifferent: Bool, sensitive: Bool = false) {
         self.path = path
-        self.expectedSHA256 = expectedSHA256
-        self.fetchContentIfDifferent = fetchContentIfDifferent
+        self.sensitive = sensitive
+        self.expectedSHA256 = sensitive ? nil : expectedSHA256
+        self.fetchContentIfDifferent = sensitive ? false : fetchContentIfDifferent
     }
 }
 
@@ -80,8 +84,11 @@ public struct ObserveScript: Sendable, Equatable {
     public var contentLimit: Int
     /// Whether to report if the gateway's nginx runs (on gateway hosts).
     public var observesGateway: Bool
+    /// The host's key for keyed hashes of sensitive files; without one they
+    /// are observed with no hash at all.
+    public var fileKey: HostFileKey?
 
-    public init(root: String, files: [ObservedPathRequest], listedFolders: [String] = ["config", "governance"], lock: LockRequest? = nil, contentLimit: Int = 256 * 1024, observesGateway: Bool = false) {
+    public init(root: String, files: [ObservedPathRequest], listedFolders: [String] = ["config", "governance"], lock: LockRequest? = nil, contentLimit: Int = UnifiedDiff.lineDiffLimit, observesGateway: Bool = false, fileKey: HostFileKey? = nil) {
         var root = root
         // Listed paths are made relative by cutting "<root>/"; a trailing slash would double it.
         while root.count > 1 && root.hasSuffix("/") { root.removeLast() }
@@ -91,23 +98,34 @@ public struct ObserveScript: Sendable, Equatable {
         self.lock = lock
         self.contentLimit = contentLimit
         self.observesGateway = observesGateway
+        self.fileKey = fileKey
     }
 
     /// The requests for a desired state: every managed file, with content
-    /// fetched only for non-sensitive files.
-    public init(desired: DesiredHostState, lock: LockRequest? = nil) {
+    /// fetched only for files that are not sensitive now and were not
+    /// sensitive when applied (`recordedSensitive`, from the state store's
+    /// manifest; the host's own list is checked by the script).
+    public init(desired: DesiredHostState, lock: LockRequest? = nil, recordedSensitive: Set<String> = [], fileKey: HostFileKey? = nil) {
         self.init(
             root: desired.root,
             files: desired.files.map { file in
                 ObservedPathRequest(
                     path: file.path,
-                    expectedSHA256: file.content.isSensitive ? nil : file.content.fingerprint,
-                    fetchContentIfDifferent: !file.content.isSensitive
+                    expectedSHA256: file.content.fingerprint,
+                    fetchContentIfDifferent: true,
+                    sensitive: file.content.isSensitive || recordedSensitive.contains(file.path)
                 )
             },
             lock: lock,
-            observesGateway: desired.gateway != nil
+            observesGateway: desired.gateway != nil,
+            fileKey: fileKey
         )
+    }
+
+    /// `printf` escapes of the key's inner pad: the script never holds the key in any other form.
+    var innerPadEscapes: String {
+        guard let fileKey else { return "" }
+        return HMACSHA256.innerPad(fileKey.bytes).map { "\\" + String(repeating: "0", count: 3 - String($0, radix: 8).count) + String($0, radix: 8) }.joined()
     }
 
     /// The script text, for `sh -c` or for sh's standard input.
@@ -131,6 +149,17 @@ public struct ObserveScript: Sendable, Equatable {
         s += """
         if [ -f "$root/state/lock" ]; then printf 'lock '; filefield "$root/state/lock"; printf '\\n'; else echo 'lock none'; fi
         if [ -f "$root/state/manifest.json" ]; then printf 'manifest '; filefield "$root/state/manifest.json"; printf '\\n'; else echo 'manifest none'; fi
+        nl='
+        '
+        sens=$nl$(cat "$root/\(HostManifest.sensitivePathsFile)" 2>/dev/null)$nl
+        listed() { case $sens in *"$nl$1$nl"*) return 0 ;; esac; return 1; }
+        k='\(innerPadEscapes)'
+        keyed() {
+          st=$(stat -c '%a %s' -- "$2" 2>/dev/null) || { echo "file $1 missing"; return; }
+          h=-
+          if [ -n "$k" ]; then h=$( { printf "$k"; cat -- "$2"; } 2>/dev/null | sha256sum | cut -c1-64); fi
+          echo "file $1 keyed ${h:--} $st"
+        }
         set --
         meta=
 
@@ -145,14 +174,13 @@ public struct ObserveScript: Sendable, Equatable {
             if [ -L "$f" ] || { [ -e "$f" ] && [ ! -f "$f" ]; }; then echo 'file \(index) other'
             elif [ ! -e "$f" ]; then echo 'file \(index) missing'
             elif [ ! -r "$f" ]; then echo 'file \(index) unreadable'
+            elif \(file.sensitive ? "true" : "listed x" + Data(file.path.utf8).hexString); then keyed \(index) "$f"
             else set -- "$@" "$f"; meta="$meta \(index):\(Self.metaWord(expected)):\(file.fetchContentIfDifferent ? "1" : "0")"; fi
 
             """
         }
         s += """
         if [ $# -gt 0 ]; then
-          nl='
-        '
           stats=$(stat -c '%a %s' -- "$@" 2>/dev/null)$nl
           sha256sum -- "$@" 2>/dev/null | cut -c1-65 | {
             for f in "$@"; do
@@ -349,6 +377,16 @@ public struct ObserveScript: Sendable, Equatable {
                 case "missing": state.files[path] = .missing
                 case "other": state.files[path] = .notRegular
                 case "unreadable": state.files[path] = .notRegular
+                case "keyed":
+                    guard fields.count == 6, let mode = Int(fields[4], radix: 8), let size = Int(fields[5]) else {
+                        return fail("malformed keyed file record for \(path); did the file change during the observation?")
+                    }
+                    var keyed: String?
+                    if let fileKey, fields[3] != "-" {
+                        guard fields[3].utf8.count == 64, let inner = Self.decodeField("x" + fields[3]) else { return fail("malformed keyed hash for \(path)") }
+                        keyed = fileKey.finish(innerDigest: inner)
+                    }
+                    state.files[path] = .sensitive(keyedSHA256: keyed, mode: mode, size: size)
                 default:
                     guard fields.count == 5, fields[2].utf8.count == 64,
                           let mode = Int(fields[3], radix: 8), let size = Int(fields[4])
@@ -403,6 +441,16 @@ public struct ObserveScript: Sendable, Equatable {
             lockOutcome = .heldByOther(current)
         }
         if case .some(let current) = lockRecord { state.lock = current }
+        // A manifest written before `sensitive-paths` existed is the last
+        // word on what was sensitive: such files lose their plain hash and content here.
+        if let recorded = state.manifest.manifest?.sensitivePaths {
+            for path in recorded {
+                state.fileContents[path] = nil
+                if case .regular(_, let mode, let size) = state.files[path] {
+                    state.files[path] = .sensitive(keyedSHA256: nil, mode: mode, size: size)
+                }
+            }
+        }
         state.unmanagedFiles = listed.filter { !requested.contains($0) }.sorted()
         state.releases.sort()
         state.slots.sort { ($0.component, $0.slot) < ($1.component, $1.slot) }

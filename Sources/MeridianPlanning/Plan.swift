@@ -132,6 +132,10 @@ public struct HostPlan: Codable, Sendable, Equatable {
     /// Sensitive files that the plan could not compare by content; apply
     /// renders them with real secrets and rewrites any whose remote hash differs.
     public var sensitiveFiles: [String]
+    /// Sensitive files rewritten because their keyed hash on the host
+    /// differed from their rendering with the secrets of the run that planned
+    /// (a secret value changed, or the copy was edited); nil when none.
+    public var keyedRewrites: [String]?
     /// Things about the host the operator should know before applying,
     /// e.g. an unreadable manifest that makes every file look new.
     public var warnings: [String]
@@ -145,6 +149,7 @@ public struct HostPlan: Codable, Sendable, Equatable {
         case observedManifestSHA256 = "observed_manifest_sha256"
         case observedStateSHA256 = "observed_state_sha256"
         case sensitiveFiles = "sensitive_files"
+        case keyedRewrites = "keyed_rewrites"
     }
 }
 
@@ -324,6 +329,8 @@ extension ObservedHostState {
             case .missing: state = "missing"
             case .notRegular: state = "other"
             case .regular(let sha256, let mode, _): state = "\(sha256) \(String(mode, radix: 8))"
+            // A keyed hash depends on whether the observation had a key: only the mode counts.
+            case .sensitive(_, let mode, _): state = "sensitive \(String(mode, radix: 8))"
             }
             lines.append("file \(Data(path.utf8).hexString) \(state)")
         }
@@ -356,6 +363,10 @@ extension ContentDiff {
             try container.encode("binary", forKey: .type)
             try container.encodeIfPresent(oldBytes, forKey: .oldBytes)
             try container.encodeIfPresent(newBytes, forKey: .newBytes)
+        case .large(let oldBytes, let newBytes):
+            try container.encode("large", forKey: .type)
+            try container.encodeIfPresent(oldBytes, forKey: .oldBytes)
+            try container.encodeIfPresent(newBytes, forKey: .newBytes)
         }
     }
 
@@ -368,6 +379,9 @@ extension ContentDiff {
         case "binary":
             self = .binary(oldBytes: try container.decodeIfPresent(Int.self, forKey: .oldBytes),
                            newBytes: try container.decodeIfPresent(Int.self, forKey: .newBytes))
+        case "large":
+            self = .large(oldBytes: try container.decodeIfPresent(Int.self, forKey: .oldBytes),
+                          newBytes: try container.decodeIfPresent(Int.self, forKey: .newBytes))
         default:
             throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription: "unknown diff type \(type)")
         }

@@ -10,10 +10,24 @@ public struct PlanTextStyle: Sendable, Equatable {
     public static let plain = PlanTextStyle(color: false)
 }
 
+/// A region a plan does not cover because some of its hosts could not be
+/// observed, with one sentence per such host.
+public struct LeftOutRegion: Sendable, Equatable {
+    public var name: String
+    public var reasons: [String]
+
+    public init(name: String, reasons: [String]) {
+        self.name = name
+        self.reasons = reasons
+    }
+}
+
 extension Plan {
     /// The human-readable plan: per region, per host, the actions with their
-    /// glyphs and indented diffs, then one summary line.
-    public func renderText(style: PlanTextStyle = .plain) -> String {
+    /// glyphs and indented diffs, then one summary line. Regions in
+    /// `leftOut` are named with why, and the summary never says the fleet
+    /// matches when some of it was not compared.
+    public func renderText(style: PlanTextStyle = .plain, leftOut: [LeftOutRegion] = []) -> String {
         let paint = Paint(enabled: style.color)
         var out = ""
         if summary.hasChanges {
@@ -43,7 +57,10 @@ extension Plan {
                     case .none, .identical?:
                         break
                     case .binary(let oldBytes, let newBytes)?:
-                        out += "        binary content: \(oldBytes.map { "\($0) bytes" } ?? "absent") → \(newBytes.map { "\($0) bytes" } ?? "absent")\n"
+                        out += "        binary content: " + Self.sizes(oldBytes, action.beforeSHA256, newBytes, action.afterSHA256) + "\n"
+                    case .large(let oldBytes, let newBytes)?:
+                        out += "        not diffed (over \(UnifiedDiff.lineDiffLimit / 1024) KiB): "
+                            + Self.sizes(oldBytes, action.beforeSHA256, newBytes, action.afterSHA256) + "\n"
                     case .text(let unified)?:
                         for line in unified.split(separator: "\n", omittingEmptySubsequences: false).dropLast() {
                             out += "        " + paint.diffLine(line) + "\n"
@@ -53,8 +70,25 @@ extension Plan {
             }
             out += "\n"
         }
-        out += Self.summaryLine(summary) + "\n"
-        return out
+        for region in leftOut {
+            out += paint.bold("Region \(region.name)") + ": " + paint.wrap("left out, not compared", "33") + "\n"
+            for reason in region.reasons { out += "  ! \(reason)\n" }
+            out += "\n"
+        }
+        guard !leftOut.isEmpty else { return out + Self.summaryLine(summary) + "\n" }
+        let checked = regions.map(\.name)
+        out += "Checked: \(checked.isEmpty ? "no region" : checked.joined(separator: ", ")). Left out: \(leftOut.map(\.name).joined(separator: ", ")) (hosts could not be observed).\n"
+        if summary.hasChanges { return out + Self.summaryLine(summary) + "\n" }
+        return out + "No changes in the checked regions; \(count(leftOut.count, "region")) left out \(leftOut.count == 1 ? "was" : "were") not compared.\n"
+    }
+
+    /// `120 bytes (sha256 9f2c4e1a0b7d) → 2000000 bytes (sha256 4be1…)`; a side absent as `absent`.
+    static func sizes(_ oldBytes: Int?, _ oldHash: String?, _ newBytes: Int?, _ newHash: String?) -> String {
+        func side(_ bytes: Int?, _ hash: String?) -> String {
+            guard let bytes else { return "absent" }
+            return "\(bytes) bytes" + (hash.map { " (sha256 \($0.prefix(12)))" } ?? "")
+        }
+        return side(oldBytes, oldHash) + " → " + side(newBytes, newHash)
     }
 
     static func headline(_ action: PlanAction) -> String {

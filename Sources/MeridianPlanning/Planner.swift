@@ -20,15 +20,20 @@ public enum Planner {
     ///     (`ManagedFileContent.fingerprint`, i.e. SHA-256 or masked
     ///     fingerprint), from the state store, used for diffs when the
     ///     observation did not return the content.
+    ///   - keyedRewrites: by host id, sensitive files whose keyed hash on the
+    ///     host differs from their rendering with real secrets (worked out by
+    ///     the caller, which holds the secrets): they are rewritten even when
+    ///     their template did not change.
     public static func plan(
         desired: [DesiredHostState],
         observed: [String: ObservedHostState],
         basis: PlanBasis,
-        previousContents: [String: Data] = [:]
+        previousContents: [String: Data] = [:],
+        keyedRewrites: [String: Set<String>] = [:]
     ) -> Plan {
         var regions: [String: [HostPlan]] = [:]
         for host in desired {
-            var plan = hostPlan(host, observed: observed[host.id] ?? ObservedHostState(), previousContents: previousContents)
+            var plan = hostPlan(host, observed: observed[host.id] ?? ObservedHostState(), previousContents: previousContents, keyedRewrites: keyedRewrites[host.id] ?? [])
             if observed[host.id] == nil {
                 plan.warnings.insert("the host was not observed: planned as an empty host", at: 0)
             }
@@ -42,7 +47,7 @@ public enum Planner {
         )
     }
 
-    static func hostPlan(_ desired: DesiredHostState, observed: ObservedHostState, previousContents: [String: Data]) -> HostPlan {
+    static func hostPlan(_ desired: DesiredHostState, observed: ObservedHostState, previousContents: [String: Data], keyedRewrites: Set<String> = []) -> HostPlan {
         let hostID = desired.id
         func actionID(_ kind: PlanActionKind, _ subject: String) -> String { "\(hostID):\(kind.rawValue):\(subject)" }
         let manifest = observed.manifest.manifest
@@ -65,9 +70,18 @@ public enum Planner {
             if lhsBundle != rhsBundle { return lhsBundle }
             return lhs.path < rhs.path
         }
+        var rewritten: [String] = []
         for file in orderedFiles {
             if let action = fileAction(file, observed: observed, manifest: manifest, previousContents: previousContents, id: actionID) {
                 writes.append(action)
+            } else if file.content.isSensitive, keyedRewrites.contains(file.path) {
+                rewritten.append(file.path)
+                writes.append(PlanAction(
+                    id: actionID(.updateFile, file.path), kind: .updateFile, subject: file.path, component: file.component,
+                    modeBefore: FileMode(file.mode), modeAfter: FileMode(file.mode), sensitive: true,
+                    reasons: ["the host's copy differs by keyed hash from the rendering with the current secrets (a secret value changed, or the copy was edited): rewritten, content not shown"],
+                    source: file.source
+                ))
             }
         }
 
@@ -156,7 +170,11 @@ public enum Planner {
         if actions.isEmpty {
             actions = [PlanAction(id: actionID(.noOp, hostID), kind: .noOp, subject: hostID)]
         }
-        let sensitive = desired.files.filter(\.content.isSensitive).map(\.path).sorted()
+        // Sensitive now, or when last applied: either way their observed state never enters a digest.
+        let recordedSensitive = (manifest?.sensitivePaths ?? []).union(observed.files.compactMap { path, state in
+            if case .sensitive = state { return path } else { return nil }
+        })
+        let sensitive = Set(desired.files.filter(\.content.isSensitive).map(\.path)).union(recordedSensitive).sorted()
         var warnings: [String] = []
         switch observed.manifest {
         case .absent, .present: break
@@ -168,6 +186,7 @@ public enum Planner {
             observedManifestSHA256: observed.manifest.sha256,
             observedStateSHA256: observed.planDigest(excluding: Set(sensitive)),
             sensitiveFiles: sensitive,
+            keyedRewrites: rewritten.isEmpty ? nil : rewritten,
             warnings: warnings,
             actions: actions
         )
@@ -193,6 +212,7 @@ public enum Planner {
             )
         }
         let state = observed.files[file.path] ?? .missing
+        let remoteMode: Int
         switch state {
         case .missing:
             return create()
@@ -202,48 +222,61 @@ public enum Planner {
             action.id = id(.updateFile, file.path)
             action.reasons = ["something other than a regular file is at this path"]
             return action
-        case .regular(let remoteHash, let remoteMode, _):
-            var reasons: [String] = []
-            let modeChanged = remoteMode != file.mode
-            if modeChanged { reasons.append("mode \(FileMode(remoteMode)) → \(FileMode(file.mode))") }
-            switch file.content {
-            case .sensitive:
-                let entry = manifest?.files[file.path]
-                let contentChanged = entry?.maskedSHA256 != file.content.fingerprint
-                guard contentChanged || modeChanged else { return nil }
-                var contentDiff: ContentDiff?
-                if contentChanged {
-                    if let previous = entry?.maskedSHA256, let before = previousContents[previous] {
-                        contentDiff = diff(before)
-                    } else {
-                        reasons.append(entry == nil
-                            ? "not recorded as applied: it will be rewritten with the current secrets"
-                            : "template or secret references changed; previous rendering not available")
-                    }
+        case .regular(_, let mode, _), .sensitive(_, let mode, _):
+            remoteMode = mode
+        }
+        var reasons: [String] = []
+        let modeChanged = remoteMode != file.mode
+        if modeChanged { reasons.append("mode \(FileMode(remoteMode)) → \(FileMode(file.mode))") }
+        let entry = manifest?.files[file.path]
+        switch file.content {
+        case .sensitive:
+            let contentChanged = entry?.maskedSHA256 != file.content.fingerprint
+            guard contentChanged || modeChanged else { return nil }
+            var contentDiff: ContentDiff?
+            if contentChanged {
+                if let previous = entry?.maskedSHA256, let before = previousContents[previous] {
+                    contentDiff = diff(before)
+                } else if let entry, !entry.isSensitive {
+                    reasons.append("becomes sensitive: it will be written with the current secrets")
+                } else {
+                    reasons.append(entry == nil
+                        ? "not recorded as applied: it will be rewritten with the current secrets"
+                        : "template or secret references changed; previous rendering not available")
                 }
+            }
+            return PlanAction(
+                id: id(.updateFile, file.path), kind: .updateFile, subject: file.path, component: file.component,
+                modeBefore: FileMode(remoteMode), modeAfter: FileMode(file.mode), sensitive: true, diff: contentDiff,
+                reasons: reasons, source: file.source
+            )
+        case .bytes:
+            guard case .regular(let remoteHash, _, _) = state, entry?.isSensitive != true else {
+                // Sensitive when applied: its old content is never compared,
+                // hashed into the plan or shown, so it is always rewritten.
+                reasons.append("was sensitive when applied: its previous content is not shown")
                 return PlanAction(
                     id: id(.updateFile, file.path), kind: .updateFile, subject: file.path, component: file.component,
-                    modeBefore: FileMode(remoteMode), modeAfter: FileMode(file.mode), sensitive: true, diff: contentDiff,
-                    reasons: reasons, source: file.source
-                )
-            case .bytes:
-                let contentChanged = remoteHash != file.content.fingerprint
-                guard contentChanged || modeChanged else { return nil }
-                var contentDiff: ContentDiff?
-                if contentChanged {
-                    if let before = observed.fileContents[file.path] ?? previousContents[remoteHash] {
-                        contentDiff = diff(before)
-                    } else {
-                        reasons.append("previous content not available (remote hash \(remoteHash.prefix(12)))")
-                    }
-                }
-                return PlanAction(
-                    id: id(.updateFile, file.path), kind: .updateFile, subject: file.path, component: file.component,
-                    beforeSHA256: remoteHash, afterSHA256: file.content.fingerprint,
-                    modeBefore: FileMode(remoteMode), modeAfter: FileMode(file.mode), diff: contentDiff,
-                    reasons: reasons, source: file.source
+                    afterSHA256: file.content.fingerprint, modeBefore: FileMode(remoteMode), modeAfter: FileMode(file.mode),
+                    sensitive: true, diff: diff(nil), reasons: reasons, source: file.source
                 )
             }
+            let contentChanged = remoteHash != file.content.fingerprint
+            guard contentChanged || modeChanged else { return nil }
+            var contentDiff: ContentDiff?
+            if contentChanged {
+                if let before = observed.fileContents[file.path] ?? previousContents[remoteHash] {
+                    contentDiff = diff(before)
+                } else {
+                    reasons.append("previous content not available (remote hash \(remoteHash.prefix(12)))")
+                }
+            }
+            return PlanAction(
+                id: id(.updateFile, file.path), kind: .updateFile, subject: file.path, component: file.component,
+                beforeSHA256: remoteHash, afterSHA256: file.content.fingerprint,
+                modeBefore: FileMode(remoteMode), modeAfter: FileMode(file.mode), diff: contentDiff,
+                reasons: reasons, source: file.source
+            )
         }
     }
 

@@ -7,7 +7,7 @@ import PostgresNIO
 /// transaction under an advisory lock so concurrent first opens take turns,
 /// and a database that records a version this build does not know is refused.
 enum PostgresSchema {
-    static let versions = ["v1"]
+    static let versions = ["v1", "v2"]
 
     /// Advisory lock keys (two-int form): one class for meridian, one id per purpose.
     static let lockClass: Int32 = 0x4D52_4431 // "MRD1"
@@ -15,12 +15,13 @@ enum PostgresSchema {
     static let auditLock: Int32 = 2
     static let leaseLock: Int32 = 3
     static let driftLock: Int32 = 4
+    static let fileHashKeyLock: Int32 = 5
     /// The class of the per-region session markers; the id is `hashtext(region)`.
     static let leaseMarkerClass: Int32 = 0x4D52_4432 // "MRD2"
 
     static let tables = [
         "runs", "run_regions", "journal", "applied_manifests", "audit_log", "audit_head",
-        "leases", "drift_checks", "drift_findings", "drift_sightings",
+        "leases", "drift_checks", "drift_findings", "drift_sightings", "file_hash_key",
     ]
 
     static func migrate(_ sessions: PostgresSessions, location: String) async throws {
@@ -56,13 +57,22 @@ enum PostgresSchema {
         }
     }
 
-    static let migrations: [String: String] = ["v1": v1]
+    static let migrations: [String: String] = ["v1": v1, "v2": v2]
 
     /// A migration's statements, one per query (the extended protocol takes
     /// one at a time): split where a line ends with `;`.
     static func statements(_ sql: String) -> [String] {
         sql.components(separatedBy: ";\n").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
     }
+
+    /// The one key of keyed hashes of sensitive files, as SQLite's v2.
+    static let v2 = """
+        CREATE TABLE file_hash_key (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            key BYTEA NOT NULL CHECK (length(key) = 32),
+            created_at BIGINT NOT NULL
+        );
+        """
 
     /// Times are BIGINT milliseconds since 1970 UTC, as in SQLite, so a copy
     /// between the two is exact and audit hashes (which cover the time) hold.

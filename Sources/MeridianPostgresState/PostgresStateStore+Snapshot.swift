@@ -23,7 +23,8 @@ extension PostgresStateStore {
                     findings: try await c.records("SELECT * FROM drift_findings ORDER BY id", location: location).map { try $0.finding() },
                     sightings: try await c.records("SELECT * FROM drift_sightings ORDER BY run_id, finding_id", location: location).map {
                         DriftSighting(run: RunID(rawValue: try $0.int("run_id")), finding: try $0.int("finding_id"), detail: try $0.detail("detail"))
-                    }
+                    },
+                    fileHashKey: try await c.record("SELECT key FROM file_hash_key WHERE id = 1", location: location).map { try $0.row["key"].decode(Data.self) }
                 )
                 try await c.execute("COMMIT")
                 return snapshot
@@ -39,13 +40,13 @@ extension PostgresStateStore {
             // Nobody appends, leases or records drift while the copy goes in.
             for lock in [PostgresSchema.leaseLock, PostgresSchema.auditLock, PostgresSchema.driftLock] { try await self.lock(c, lock) }
             var counts: [String: Int64] = [:]
-            for table in ["runs", "journal", "applied_manifests", "audit_log", "leases", "drift_checks", "drift_findings", "drift_sightings"] {
+            for table in ["runs", "journal", "applied_manifests", "audit_log", "leases", "drift_checks", "drift_findings", "drift_sightings", "file_hash_key"] {
                 counts[table] = try await c.record("SELECT count(*)::int8 AS n FROM \(unescaped: table)", location: self.location)?.int("n") ?? 0
             }
             if counts.values.contains(where: { $0 > 0 }) {
                 guard replacing else { throw StateStoreError.targetNotEmpty(location: self.location, counts: counts) }
                 try await c.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
-                try await c.execute("TRUNCATE drift_sightings, drift_findings, drift_checks, leases, audit_head, audit_log, applied_manifests, journal, run_regions, runs")
+                try await c.execute("TRUNCATE file_hash_key, drift_sightings, drift_findings, drift_checks, leases, audit_head, audit_log, applied_manifests, journal, run_regions, runs")
                 try await c.execute("ALTER TABLE audit_log ENABLE TRIGGER USER")
             }
             for run in snapshot.runs {
@@ -103,6 +104,9 @@ extension PostgresStateStore {
                     VALUES (\(f.id), \(f.region), \(f.host), \(f.kind), \(f.subject), \(f.detail.text), \(f.firstSeenRun.rawValue), \(f.firstSeenAt.rawValue),
                             \(f.lastSeenRun.rawValue), \(f.lastSeenAt.rawValue), \(f.clearedRun?.rawValue), \(f.clearedAt?.rawValue))
                     """)
+            }
+            if let key = snapshot.fileHashKey {
+                try await c.execute("INSERT INTO file_hash_key (id, key, created_at) VALUES (1, \(key), (extract(epoch FROM clock_timestamp()) * 1000)::int8)")
             }
             for s in snapshot.sightings {
                 try await c.execute("INSERT INTO drift_sightings (run_id, finding_id, detail) VALUES (\(s.run.rawValue), \(s.finding), \(s.detail.text))")

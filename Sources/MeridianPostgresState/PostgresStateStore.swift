@@ -61,7 +61,7 @@ public final class PostgresStateStore: StateStore {
     /// lock taken in one must be visible as this backend's in the next.
     func checkSessionIsStable() async throws {
         let location = self.location
-        try await leaseSession.withConnection { connection in
+        let leasePID = try await leaseSession.withConnection { connection in
             var pids: [Int64] = []
             for _ in 0..<3 {
                 for try await pid in try await connection.query("SELECT pg_backend_pid()::int8", logger: PostgresSessions.logger).decode(Int64.self) {
@@ -83,6 +83,16 @@ public final class PostgresStateStore: StateStore {
             guard try holder?.int("pid") == pid else {
                 throw StateStoreError.sessionNotStable(location: location, detail: "a session lock taken by one statement was not held by the session of the next")
             }
+            return pid
+        }
+        // Two connections open at once are two server sessions, unless a pool
+        // hands the idle session of one to the other (PgBouncer reuses the
+        // most recently released server connection first).
+        let otherPID = try await sessions.withConnection { connection in
+            try await connection.record("SELECT pg_backend_pid()::int8 AS pid", location: location)?.int("pid")
+        }
+        if otherPID == leasePID {
+            throw StateStoreError.sessionNotStable(location: location, detail: "two connections of this process were served by the same server session \(leasePID)")
         }
     }
 

@@ -6,6 +6,7 @@ public struct HostCheckReport: Sendable {
         case trusted
         case unknown
         case changed
+        case revoked
         /// The handshake did not get far enough to see a key.
         case notSeen
     }
@@ -14,6 +15,9 @@ public struct HostCheckReport: Sendable {
     public var hostKey: PublicHostKey?
     public var hostKeyStatus: HostKeyStatus
     public var authenticated: Bool
+    /// Whether the host answered and completed the SSH handshake (true also
+    /// when its key or the login was then refused).
+    public var reached: Bool = false
     /// Connect + handshake + host-key check + auth.
     public var connectTime: Duration?
     /// One `true` command on the open session.
@@ -71,11 +75,18 @@ public enum HostCheck {
             case .hostKeyUnknown(let key, _):
                 report.hostKey = key
                 report.hostKeyStatus = .unknown
+                report.reached = true
             case .hostKeyChanged(let key, _):
                 report.hostKey = key
                 report.hostKeyStatus = .changed
+                report.reached = true
+            case .hostKeyRevoked(let key, _):
+                report.hostKey = key
+                report.hostKeyStatus = .revoked
+                report.reached = true
             case .authRefused:
                 report.hostKeyStatus = .trusted
+                report.reached = true
             case .unreachable, .connectTimeout, .handshakeFailed, .commandFailed, .commandTimeout, .commandRejected,
                  .transferFailed, .connectionDropped, .tunnelFailed, .sessionClosed, .library:
                 break
@@ -89,6 +100,7 @@ public enum HostCheck {
         report.hostKey = session.hostKey
         report.hostKeyStatus = .trusted
         report.authenticated = true
+        report.reached = true
         do {
             let before = ContinuousClock.now
             _ = try await session.run(RemoteCommand(["true"]))

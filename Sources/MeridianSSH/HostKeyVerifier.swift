@@ -14,6 +14,10 @@ struct HostKeyVerifier {
     }
 
     func verify(_ key: PublicHostKey, hostKeyType: Int32, rawKey: UnsafePointer<CChar>, length: Int) throws {
+        // A revoked key is refused whatever else trusts it, as OpenSSH does.
+        if let path = endpoint.hostKeyPolicy.knownHostsFile, Self.revokedKeys(path: path).contains(key) {
+            throw SSHError(.hostKeyRevoked(key: key, file: path), at: endpoint.place)
+        }
         let pins = endpoint.hostKeyPolicy.pinnedKeys.filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
         if pins.contains(where: { key.matches(pinned: $0) }) { return }
 
@@ -38,6 +42,19 @@ struct HostKeyVerifier {
     }
 
     enum Verdict { case match, mismatch, notFound }
+
+    /// Keys on `@revoked` lines of a known_hosts file (`@revoked PATTERNS TYPE BASE64 [comment]`),
+    /// whatever their host patterns: a revoked key is never acceptable.
+    static func revokedKeys(path: String) -> Set<PublicHostKey> {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        var keys = Set<PublicHostKey>()
+        for line in text.split(whereSeparator: \.isNewline) {
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard fields.count >= 4, fields[0] == "@revoked" else { continue }
+            if let key = PublicHostKey(openSSHLine: fields[2...].joined(separator: " ")) { keys.insert(key) }
+        }
+        return keys
+    }
 
     /// Reads the file line by line so one line libssh2 cannot parse (a
     /// certificate authority, a security-key type) does not hide the others.

@@ -26,6 +26,8 @@ public struct SSHError: Error, Sendable, Equatable, CustomStringConvertible {
         /// A pinned key or known_hosts entry exists and differs: possibly a
         /// man-in-the-middle.
         case hostKeyChanged(key: PublicHostKey, expected: [String])
+        /// The host offers a key that a known_hosts file marks `@revoked`.
+        case hostKeyRevoked(key: PublicHostKey, file: String)
         /// The server refused every key that was tried.
         case authRefused(user: String, tried: [String])
         /// The remote command ran and exited non-zero (or died of a signal).
@@ -59,6 +61,8 @@ public struct SSHError: Error, Sendable, Equatable, CustomStringConvertible {
             return "\(at): host key unknown: the host offers \(key.algorithm) key \(key.fingerprint), which is neither pinned nor in known_hosts. Connection refused. If that fingerprint is right, trust it with: \(trustCommand)"
         case .hostKeyChanged(let key, let expected):
             return "\(at): HOST KEY CHANGED: the host offers \(key.algorithm) key \(key.fingerprint), but \(expected.joined(separator: ", ")) was expected. Someone may be intercepting the connection (man-in-the-middle), or the host was reinstalled. Connection refused; verify the new key out of band before replacing the old one."
+        case .hostKeyRevoked(let key, let file):
+            return "\(at): HOST KEY REVOKED: the host offers \(key.algorithm) key \(key.fingerprint), which \(file) marks @revoked. Connection refused; the host must get a new key, which you then verify and trust."
         case .authRefused(let user, let tried):
             let what = tried.isEmpty ? "no key was available to try" : "tried \(tried.joined(separator: ", "))"
             return "\(at): authentication refused for user \(user): \(what). Check the identity files, the agent and the host's authorized_keys."

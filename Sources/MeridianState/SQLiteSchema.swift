@@ -5,12 +5,15 @@ import GRDB
 /// same path from empty to the newest version (docs/state.md, "Migrations").
 enum SQLiteSchema {
     /// Identifiers in the order they apply; the last is the current version.
-    static let versions = ["v1"]
+    static let versions = ["v1", "v2"]
 
     static func migrator() -> DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
             try db.execute(sql: v1)
+        }
+        migrator.registerMigration("v2") { db in
+            try db.execute(sql: v2)
         }
         return migrator
     }
@@ -21,6 +24,15 @@ enum SQLiteSchema {
             BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
         CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
             BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        """
+
+    /// The one key of keyed hashes of sensitive files (docs/state.md, "File hash key").
+    static let v2 = """
+        CREATE TABLE file_hash_key (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            key BLOB NOT NULL CHECK (length(key) = 32),
+            created_at INTEGER NOT NULL
+        );
         """
 
     /// Times are INTEGER milliseconds since 1970 UTC; details are JSON text.

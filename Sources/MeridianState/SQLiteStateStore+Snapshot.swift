@@ -19,7 +19,8 @@ extension SQLiteStateStore {
                 findings: try Row.fetchAll(db, sql: "SELECT * FROM drift_findings ORDER BY id").map(rows.finding),
                 sightings: try Row.fetchAll(db, sql: "SELECT * FROM drift_sightings ORDER BY run_id, finding_id").map { row in
                     DriftSighting(run: RunID(rawValue: row["run_id"]), finding: row["finding_id"], detail: rows.detail(row, "detail"))
-                }
+                },
+                fileHashKey: try Data.fetchOne(db, sql: "SELECT key FROM file_hash_key WHERE id = 1")
             )
         }
     }
@@ -28,13 +29,13 @@ extension SQLiteStateStore {
         let path = self.path
         try await write { db in
             var counts: [String: Int64] = [:]
-            for table in ["runs", "journal", "applied_manifests", "audit_log", "leases", "drift_checks", "drift_findings", "drift_sightings"] {
+            for table in ["runs", "journal", "applied_manifests", "audit_log", "leases", "drift_checks", "drift_findings", "drift_sightings", "file_hash_key"] {
                 counts[table] = try Int64.fetchOne(db, sql: "SELECT count(*) FROM \(table)") ?? 0
             }
             if counts.values.contains(where: { $0 > 0 }) {
                 guard replacing else { throw StateStoreError.targetNotEmpty(location: path, counts: counts) }
                 try db.execute(sql: "DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete")
-                for table in ["drift_sightings", "drift_findings", "drift_checks", "leases", "audit_head", "audit_log", "applied_manifests", "journal", "run_regions", "runs"] {
+                for table in ["file_hash_key", "drift_sightings", "drift_findings", "drift_checks", "leases", "audit_head", "audit_log", "applied_manifests", "journal", "run_regions", "runs"] {
                     try db.execute(sql: "DELETE FROM \(table)")
                 }
                 try db.execute(sql: SQLiteSchema.auditTriggers)
@@ -91,6 +92,9 @@ extension SQLiteStateStore {
                                 finding.firstSeenRun.rawValue, finding.firstSeenAt.rawValue, finding.lastSeenRun.rawValue, finding.lastSeenAt.rawValue,
                                 finding.clearedRun?.rawValue, finding.clearedAt?.rawValue]
                 )
+            }
+            if let key = snapshot.fileHashKey {
+                try db.execute(sql: "INSERT INTO file_hash_key (id, key, created_at) VALUES (1, ?, ?)", arguments: [key, Int64(Date().timeIntervalSince1970 * 1000)])
             }
             for sighting in snapshot.sightings {
                 try db.execute(

@@ -44,11 +44,13 @@ public struct StateSnapshot: Hashable, Codable, Sendable {
     public var driftChecks: [DriftCheck]
     public var findings: [DriftFindingRecord]
     public var sightings: [DriftSighting]
+    /// The key of keyed file hashes, when one was made: copied so hashes recorded before the move still compare.
+    public var fileHashKey: Data?
 
     public init(
         runs: [RunRecord] = [], journal: [JournalEntry] = [], manifests: [AppliedManifest] = [], audit: [AuditEntry] = [],
         auditHead: AuditHead? = nil, leases: [Lease] = [], driftChecks: [DriftCheck] = [], findings: [DriftFindingRecord] = [],
-        sightings: [DriftSighting] = []
+        sightings: [DriftSighting] = [], fileHashKey: Data? = nil
     ) {
         self.runs = runs
         self.journal = journal
@@ -59,6 +61,7 @@ public struct StateSnapshot: Hashable, Codable, Sendable {
         self.driftChecks = driftChecks
         self.findings = findings
         self.sightings = sightings
+        self.fileHashKey = fileHashKey
     }
 
     /// Records per table, as `state migrate` reports them.
@@ -67,6 +70,7 @@ public struct StateSnapshot: Hashable, Codable, Sendable {
             "runs": Int64(runs.count), "journal": Int64(journal.count), "applied_manifests": Int64(manifests.count),
             "audit_log": Int64(audit.count), "leases": Int64(leases.count), "drift_checks": Int64(driftChecks.count),
             "drift_findings": Int64(findings.count), "drift_sightings": Int64(sightings.count),
+            "file_hash_key": fileHashKey == nil ? 0 : 1,
         ]
     }
 

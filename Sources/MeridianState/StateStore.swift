@@ -53,6 +53,14 @@ public protocol StateStore: Sendable {
     /// A host's manifests, newest first, at most `limit`.
     func manifestHistory(region: String, host: String, limit: Int) async throws -> [AppliedManifest]
 
+    // MARK: File hash key
+
+    /// The fleet's key for keyed hashes (HMAC-SHA256) of sensitive files:
+    /// 32 random bytes made on the first call and the same on every later
+    /// one, from every process sharing the store. It never leaves the
+    /// control plane; hosts get keys derived from it.
+    func fileHashKey() async throws -> Data
+
     // MARK: Audit log
 
     /// Appends an entry, chained to the one before it.

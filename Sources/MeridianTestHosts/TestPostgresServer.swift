@@ -106,13 +106,58 @@ public final class TestPostgresServer: @unchecked Sendable {
         try runAsService(Self.binaries + "/pg_ctl", ["-D", dataDirectory, "-m", mode, "-w", "-t", "60", "stop"])
     }
 
+    /// Starts PgBouncer in front of the server on the next port, pooling in
+    /// `mode` (`session`, `transaction` or `statement`), and returns its port
+    /// (the server's port + 1000, 1001 or 1002).
+    /// It stops with the server.
+    public func startPgBouncer(mode: String) throws -> Int {
+        let bouncerPort = port + 1000 + (["transaction", "session", "statement"].firstIndex(of: mode) ?? 3)
+        let folder = directory + "/pgbouncer-\(mode)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let config = """
+            [databases]
+            * = host=\(address) port=\(port) user=\(superuser)
+            [pgbouncer]
+            listen_addr = \(address)
+            listen_port = \(bouncerPort)
+            auth_type = any
+            pool_mode = \(mode)
+            default_pool_size = 4
+            unix_socket_dir =
+            logfile = \(folder)/pgbouncer.log
+            pidfile = \(folder)/pgbouncer.pid
+            ignore_startup_parameters = extra_float_digits,application_name
+
+            """
+        try config.write(toFile: folder + "/pgbouncer.ini", atomically: true, encoding: .utf8)
+        try Self.prepareServiceUser(owning: folder)
+        try runAsService("/usr/sbin/pgbouncer", ["-d", folder + "/pgbouncer.ini"])
+        for _ in 0..<500 {
+            if TestHostCluster.accepts(address: address, port: bouncerPort) { return bouncerPort }
+            usleep(10_000)
+        }
+        throw TestHostError("pgbouncer did not start accepting on \(address):\(bouncerPort): \((try? String(contentsOfFile: folder + "/pgbouncer.log", encoding: .utf8)) ?? "")")
+    }
+
+    func stopPgBouncers() {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix("pgbouncer-") {
+            if let text = try? String(contentsOfFile: "\(directory)/\(name)/pgbouncer.pid", encoding: .utf8),
+               let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1 {
+                kill(pid, SIGTERM)
+            }
+        }
+    }
+
     /// Stops the server and removes its folder.
     public func stop() {
         let already = lock.withLock { () -> Bool in
             defer { stopped = true }
             return stopped
         }
-        if !already { try? halt(mode: "immediate") }
+        if !already {
+            stopPgBouncers()
+            try? halt(mode: "immediate")
+        }
         try? FileManager.default.removeItem(atPath: directory)
     }
 
@@ -153,6 +198,11 @@ public final class TestPostgresServer: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing else of this process may live on in a daemon it starts (pgbouncer -d,
+        // the server): an inherited client socket would keep a closed connection's session open.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
+            if let fd = Int32(name), fd > 2 { posix_spawn_file_actions_addclose(&actions, fd) }
+        }
         let cArguments = argv.map { strdup($0) } + [nil]
         let cEnvironment = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {

@@ -28,6 +28,32 @@ import MeridianTestHosts
         #expect(degraded.stderr.contains("eu-west/host2 (127.0.70.2:22)"), "\(degraded.stderr)")
     }
 
+    @Test func aRefusedLoginIsReachableAndADeadHostIsNot() throws {
+        let cluster = try TestHostCluster(count: 2, addressPrefix: "127.0.149")
+        let folder = URL(fileURLWithPath: cluster.directory).appendingPathComponent("fleet")
+        try TestFleet.write(cluster: cluster, regions: [.init(name: "eu-west", jurisdiction: "EU", hosts: 2)], to: folder)
+        // A key that no host authorizes.
+        let stranger = cluster.directory + "/stranger_key"
+        let keygen = Process()
+        keygen.executableURL = URL(fileURLWithPath: "/usr/bin/ssh-keygen")
+        keygen.arguments = ["-q", "-t", "ed25519", "-N", "", "-f", stranger]
+        try keygen.run()
+        keygen.waitUntilExit()
+        let settings = folder.appendingPathComponent("meridian.yaml")
+        try String(contentsOf: settings, encoding: .utf8).replacingOccurrences(of: cluster.identityFile, with: stranger)
+            .write(to: settings, atomically: true, encoding: .utf8)
+        cluster.kill(cluster.hosts[1])
+        let check = try CLI.run(["hosts", "check", "--fleet", folder.path])
+        #expect(check.status == 1)
+        let rows = check.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        let refused = try #require(rows.first { $0.count > 1 && $0[1] == "host1" }, "\(check.stdout)")
+        let dead = try #require(rows.first { $0.count > 1 && $0[1] == "host2" }, "\(check.stdout)")
+        #expect(Array(refused[3...5]) == ["yes", "trusted", "no"], "\(check.stdout)")
+        #expect(Array(dead[3...5]) == ["no", "-", "no"], "\(check.stdout)")
+        #expect(check.stderr.contains("authentication refused"), "\(check.stderr)")
+        #expect(check.stderr.contains("unreachable") || check.stderr.contains("connect timeout"), "\(check.stderr)")
+    }
+
     @Test func unknownHostsAreRefusedUntilTrusted() throws {
         let cluster = try TestHostCluster(count: 1, addressPrefix: "127.0.71")
         let folder = URL(fileURLWithPath: cluster.directory).appendingPathComponent("fleet")

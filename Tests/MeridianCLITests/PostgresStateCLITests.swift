@@ -154,7 +154,7 @@ import Testing
         #expect(unset.status == 1 && unset.stderr.contains("MERIDIAN_TEST_PG_PASSWORD"), "\(unset.stderr)")
         let verify = try CLI.run(["audit", "verify", "--fleet", fleet.path], environment: ["MERIDIAN_TEST_PG_PASSWORD": "unused-with-trust"])
         #expect(verify.status == 0 && verify.stdout.contains("0 entries"), "\(verify.stdout)\(verify.stderr)")
-        #expect(try server.psql(database, "SELECT count(*) FROM meridian_migrations") == "1")
+        #expect(try server.psql(database, "SELECT count(*) FROM meridian_migrations") == "2")
 
         try (original + "\nstate: postgresql://meridian:hunter2@\(server.address):\(server.port)/\(database)\n").write(to: settings, atomically: true, encoding: .utf8)
         let validate = try fleet.meridian(["validate"])

@@ -114,7 +114,8 @@ final class RemediationFleet: @unchecked Sendable {
     func remediate(_ kinds: Set<DriftKind>) async throws -> [DriftRemedyOutcome] {
         let result = try await drift.run()
         let remedies = DriftRemediationPlanner.plan(findings: result.report.findings, kinds: kinds, evidence: result.evidence, desired: result.desired)
-        let planned = try await DriftRemediator.planThroughApply(remedies, evidence: result.evidence, planning: planning, secrets: LocalSecretResolver(environment: [:], baseDirectory: folder), parallelism: 2)
+        let planned = try await DriftRemediator.planThroughApply(remedies, evidence: result.evidence, planning: planning, secrets: LocalSecretResolver(environment: [:], baseDirectory: folder),
+                                                                 fleetKey: try await apply.store.fileHashKey(), parallelism: 2)
         return try await DriftRemediator.applyThroughApply(planned, apply: apply)
     }
 
@@ -202,7 +203,8 @@ final class RemediationFleet: @unchecked Sendable {
         let result = try await setup.drift.run()
         let remedies = DriftRemediationPlanner.plan(findings: result.report.findings, kinds: [.managedFileModified], evidence: result.evidence, desired: result.desired)
         let planned = try await DriftRemediator.planThroughApply(remedies, evidence: result.evidence, planning: setup.planning,
-                                                                 secrets: LocalSecretResolver(environment: [:], baseDirectory: setup.folder), parallelism: 2)
+                                                                 secrets: LocalSecretResolver(environment: [:], baseDirectory: setup.folder),
+                                                                 fleetKey: try await setup.apply.store.fileHashKey(), parallelism: 2)
         #expect(planned.plan.hosts.isEmpty)
         #expect(planned.remedies.contains { if case .notRemediated(let finding, let reason) = $0 { return finding.kind == .managedFileModified && reason.contains("pending") } else { return false } })
         await #expect(throws: RemediationRefused.self) { _ = try await DriftRemediator.applyThroughApply(planned, apply: setup.apply) }

@@ -56,6 +56,7 @@ extension SSHError {
         case .handshakeFailed: return "handshakeFailed"
         case .hostKeyUnknown: return "hostKeyUnknown"
         case .hostKeyChanged: return "hostKeyChanged"
+        case .hostKeyRevoked: return "hostKeyRevoked"
         case .authRefused: return "authRefused"
         case .commandFailed: return "commandFailed"
         case .commandTimeout: return "commandTimeout"

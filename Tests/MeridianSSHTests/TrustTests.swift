@@ -56,6 +56,24 @@ import Testing
         }
     }
 
+    @Test func aRevokedKeyIsRefusedEvenWhenPinnedOrKnown() async throws {
+        let cluster = try TestHostCluster(count: 1, addressPrefix: "127.0.148")
+        let host = cluster.hosts[0]
+        let presented = try #require(PublicHostKey(openSSHLine: host.hostKeyLine))
+        let knownHosts = cluster.directory + "/revoked_known_hosts"
+        try "\(host.address) \(presented.openSSHLine)\n@revoked * \(presented.openSSHLine) compromised\n".write(toFile: knownHosts, atomically: true, encoding: .utf8)
+        for pins in [[], [presented.fingerprint]] {
+            let policy = HostKeyPolicy(pinnedKeys: pins, knownHostsFile: knownHosts)
+            let error = try #require(await sshError { _ = try await SSHSession.open(endpoint(cluster, host, policy: policy)) })
+            #expect(error.kind == .hostKeyRevoked(key: presented, file: knownHosts))
+            #expect(error.description.contains("HOST KEY REVOKED"))
+        }
+        // Without the @revoked line the same file is trusted.
+        try "\(host.address) \(presented.openSSHLine)\n".write(toFile: knownHosts, atomically: true, encoding: .utf8)
+        let session = try await SSHSession.open(endpoint(cluster, host, policy: HostKeyPolicy(knownHostsFile: knownHosts)))
+        await session.close()
+    }
+
     @Test func hashedKnownHostsEntriesMatch() async throws {
         let cluster = try TestHostCluster(count: 1, addressPrefix: "127.0.22")
         let host = cluster.hosts[0]

@@ -59,14 +59,15 @@ struct PostgresStoreTests {
 
     /// The server notices an ended session at once; polling is bounded.
     func waitUntilHolderIsGone(_ store: PostgresStateStore, _ fixture: StoreFixture) async throws {
-        for _ in 0..<200 {
+        for _ in 0..<400 {
             let alive = try fixture.server!.psql(fixture.database!, """
                 SELECT count(*) FROM leases l JOIN pg_locks p ON p.pid = l.session_pid AND p.locktype = 'advisory'
                 """)
             if alive == "0" { return }
             try await Task.sleep(for: .milliseconds(25))
         }
-        Issue.record("the holder's session still held its marker after 5 s")
+        let sessions = (try? fixture.server!.psql(fixture.database!, "SELECT l.session_pid, a.pid, a.state, left(a.query, 60) FROM leases l LEFT JOIN pg_stat_activity a ON a.pid = l.session_pid")) ?? ""
+        Issue.record("the holder's session still held its marker after 10 s: \(sessions)")
     }
 
     @Test func withoutAnInjectedClockTheDatabaseClockDecidesExpiry() async throws {
@@ -140,10 +141,26 @@ struct PostgresStoreTests {
         #expect(message.contains("refused"), "\(message)")
     }
 
+    @Test func aTransactionPoolingProxyIsRefusedASessionPoolIsNot() async throws {
+        let server = try TestPostgresServer.shared()
+        let database = try server.createDatabase(prefix: "bouncer")
+        let transactionPort = try server.startPgBouncer(mode: "transaction")
+        let url = try PostgresURL.parse("postgresql://meridian@\(server.address):\(transactionPort)/\(database)?sslmode=disable").get()
+        let error = await #expect(throws: StateStoreError.self) { _ = try await StateStores.open(.postgres(url), environment: [:]) }
+        guard case .sessionNotStable? = error else { Issue.record("expected sessionNotStable, got \(String(describing: error))"); return }
+        #expect(error?.description.contains("PgBouncer") == true)
+
+        let sessionPort = try server.startPgBouncer(mode: "session")
+        let direct = try PostgresURL.parse("postgresql://meridian@\(server.address):\(sessionPort)/\(database)?sslmode=disable").get()
+        let store = try await StateStores.open(.postgres(direct), environment: [:])
+        #expect(try await store.verifyAudit(anchor: nil).isIntact)
+        await (store as? PostgresStateStore)?.close()
+    }
+
     @Test func aNewerSchemaIsRefused() async throws {
         let fixture = try StoreFixture(.postgres)
         let store = try await open(fixture)
-        #expect(try await store.appliedMigrations() == ["v1"])
+        #expect(try await store.appliedMigrations() == ["v1", "v2"])
         await store.close()
         try fixture.server!.psql(fixture.database!, "INSERT INTO meridian_migrations (version) VALUES ('v99')")
         let error = await #expect(throws: StateStoreError.self) { _ = try await fixture.open() }
@@ -159,7 +176,7 @@ struct PostgresStoreTests {
             return stores
         }
         #expect(stores.count == 6)
-        #expect(try fixture.server!.psql(fixture.database!, "SELECT count(*) FROM meridian_migrations") == "1")
+        #expect(try fixture.server!.psql(fixture.database!, "SELECT count(*) FROM meridian_migrations") == "2")
     }
 }
 

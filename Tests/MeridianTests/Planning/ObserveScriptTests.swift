@@ -267,7 +267,7 @@ struct HostRootFixture {
         ], releases: [], components: [])
         #expect(ObserveScript(desired: desired).files == [
             ObservedPathRequest(path: "config/a", expectedSHA256: SHA256.hex("a"), fetchContentIfDifferent: true),
-            ObservedPathRequest(path: "config/s", expectedSHA256: nil, fetchContentIfDifferent: false),
+            ObservedPathRequest(path: "config/s", expectedSHA256: nil, fetchContentIfDifferent: false, sensitive: true),
         ])
     }
 }
