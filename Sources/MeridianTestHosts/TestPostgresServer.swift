@@ -133,19 +133,21 @@ public final class TestPostgresServer: @unchecked Sendable {
         try Self.prepareServiceUser(owning: folder)
         try runAsService("/usr/sbin/pgbouncer", ["-d", folder + "/pgbouncer.ini"])
         for _ in 0..<500 {
-            if TestHostCluster.accepts(address: address, port: bouncerPort) { return bouncerPort }
+            if TestHostCluster.accepts(address: address, port: bouncerPort),
+               let text = try? String(contentsOfFile: folder + "/pgbouncer.pid", encoding: .utf8),
+               let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1 {
+                lock.withLock { bouncers.append(pid) }
+                return bouncerPort
+            }
             usleep(10_000)
         }
         throw TestHostError("pgbouncer did not start accepting on \(address):\(bouncerPort): \((try? String(contentsOfFile: folder + "/pgbouncer.log", encoding: .utf8)) ?? "")")
     }
 
+    private var bouncers: [pid_t] = []
+
     func stopPgBouncers() {
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix("pgbouncer-") {
-            if let text = try? String(contentsOfFile: "\(directory)/\(name)/pgbouncer.pid", encoding: .utf8),
-               let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1 {
-                kill(pid, SIGTERM)
-            }
-        }
+        for pid in lock.withLock({ bouncers }) { kill(pid, SIGKILL) }
     }
 
     /// Stops the server and removes its folder.
