@@ -14,11 +14,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
-        // Small pure building blocks with no domain knowledge: SHA-256,
-        // canonical JSON, edit distance, durations.
-        .target(name: "MeridianBasics"),
+        // Small pure building blocks with no domain knowledge: SHA-256
+        // (swift-crypto, streamed over files), canonical JSON, edit distance,
+        // durations.
+        .target(name: "MeridianBasics", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
 
         // The fleet as pure values: regions, hosts, components, policies,
         // versions, with the source location of every declared value.
@@ -32,7 +35,8 @@ let package = Package(
         ),
 
         // Pure decisions over a loaded fleet: governance rules, governance
-        // bundles, the residency routing table, rendered desired state, plans.
+        // bundles, the residency routing table, rendered desired state (with
+        // the gateway's nginx configuration), plans.
         .target(name: "MeridianPlanning", dependencies: ["MeridianModel", "MeridianBasics"]),
 
         // libssh2 as a system library; only MeridianSSH imports it.
@@ -44,7 +48,10 @@ let package = Package(
 
         // The one owner of SSH: sessions, host-key checks, exec, SFTP,
         // direct-tcpip probes, bounded parallel fan-out, remote argv quoting.
-        .target(name: "MeridianSSH", dependencies: ["CLibSSH2", "MeridianBasics"]),
+        .target(
+            name: "MeridianSSH",
+            dependencies: ["CLibSSH2", "MeridianBasics", .product(name: "Logging", package: "swift-log")]
+        ),
 
         // The one owner of the database: runs, journal, applied manifests,
         // hash-chained audit log, leases, drift history — behind a protocol.
@@ -56,7 +63,10 @@ let package = Package(
         // Carries out decisions: observes hosts, applies plans, detects drift.
         .target(
             name: "MeridianEngine",
-            dependencies: ["MeridianModel", "MeridianLoading", "MeridianPlanning", "MeridianSSH", "MeridianState", "MeridianBasics"]
+            dependencies: [
+                "MeridianModel", "MeridianLoading", "MeridianPlanning", "MeridianSSH", "MeridianState", "MeridianBasics",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
 
         // The command-line interface: parses arguments, calls the engine,
@@ -67,16 +77,18 @@ let package = Package(
                 "MeridianModel", "MeridianLoading", "MeridianPlanning", "MeridianEngine",
                 "MeridianSSH", "MeridianState", "MeridianBasics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
         // The thin executable.
         .executableTarget(name: "meridian", dependencies: ["MeridianCLI"]),
 
-        // Real sshd (and later nginx) processes on loopback addresses, and the
-        // example stack laid out in test fleets, for integration tests,
-        // benchmarks and by-hand use, and what every test target shares:
-        // bounded polling and a seeded random generator.
+        // Real sshd processes (and the nginx gateway steps start on them) on
+        // loopback addresses, the example stack laid out in test fleets, HTTP
+        // backends and a keep-alive client, for integration tests, benchmarks
+        // and by-hand use, and what every test target shares: bounded polling
+        // and a seeded random generator.
         .target(name: "MeridianTestHosts", dependencies: ["MeridianBasics"]),
 
         // Starts and stops test hosts by hand: `meridian-testhosts up --count N --dir D`.
@@ -85,7 +97,7 @@ let package = Package(
         // Benchmarks that time meridian against a baseline measured in the same run.
         .executableTarget(
             name: "meridian-bench",
-            dependencies: ["MeridianSSH", "MeridianTestHosts", "MeridianBasics"]
+            dependencies: ["MeridianEngine", "MeridianSSH", "MeridianTestHosts", "MeridianBasics"]
         ),
 
         .testTarget(

@@ -95,6 +95,11 @@ struct HostApplier: Sendable {
             _ = try await session.run(RemoteScripts.start(root: root, layout: layout, slot: slot))
         case .healthCheck(let component, let slot, let address, let port, let path):
             try await healthCheck(component: component, slot: slot, address: address, port: port, path: path)
+        case .activateGateway:
+            guard let gateway = desired.gateway else {
+                throw HostStepError(step: step.summary, reason: "host \(desired.id) has no gateway configuration in the desired state")
+            }
+            _ = try await GatewayActivation.activate(gateway, root: root, on: session, host: desired.id)
         case .writeManifest:
             // The prepare step, always first, created state/. The list of
             // sensitive paths goes first, so no observation after this apply

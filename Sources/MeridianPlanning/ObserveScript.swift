@@ -82,11 +82,13 @@ public struct ObserveScript: Sendable, Equatable {
     public var lock: LockRequest?
     /// Largest file content returned for a diff, in bytes.
     public var contentLimit: Int
+    /// Whether to report if the gateway's nginx runs (on gateway hosts).
+    public var observesGateway: Bool
     /// The host's key for keyed hashes of sensitive files; without one they
     /// are observed with no hash at all.
     public var fileKey: HostFileKey?
 
-    public init(root: String, files: [ObservedPathRequest], listedFolders: [String] = ["config", "governance"], lock: LockRequest? = nil, contentLimit: Int = 256 * 1024, fileKey: HostFileKey? = nil) {
+    public init(root: String, files: [ObservedPathRequest], listedFolders: [String] = ["config", "governance"], lock: LockRequest? = nil, contentLimit: Int = UnifiedDiff.lineDiffLimit, observesGateway: Bool = false, fileKey: HostFileKey? = nil) {
         var root = root
         // Listed paths are made relative by cutting "<root>/"; a trailing slash would double it.
         while root.count > 1 && root.hasSuffix("/") { root.removeLast() }
@@ -95,6 +97,7 @@ public struct ObserveScript: Sendable, Equatable {
         self.listedFolders = listedFolders
         self.lock = lock
         self.contentLimit = contentLimit
+        self.observesGateway = observesGateway
         self.fileKey = fileKey
     }
 
@@ -114,6 +117,7 @@ public struct ObserveScript: Sendable, Equatable {
                 )
             },
             lock: lock,
+            observesGateway: desired.gateway != nil,
             fileKey: fileKey
         )
     }
@@ -224,6 +228,13 @@ public struct ObserveScript: Sendable, Equatable {
         done
 
         """
+        if observesGateway {
+            s += ProcessLiveness.shellFunction + "\n" + """
+            gpid=$(head -c 32 "$root"/\(ShellQuoting.quote(GatewayConfig.pidPath)) 2>/dev/null | tr -dc 0-9)
+            if [ -n "$gpid" ] && alive "$gpid"; then echo 'gateway running'; else echo 'gateway stopped'; fi
+
+            """
+        }
         for folder in listedFolders {
             // One od for all names: NUL-separated absolute paths, hex-encoded together.
             s += """
@@ -413,6 +424,9 @@ public struct ObserveScript: Sendable, Equatable {
                 // Pid files are named <component>-<slot>.pid; other files in run/ are not meridian's.
                 guard let dash = name.lastIndex(of: "-"), let slot = SlotName(rawValue: String(name[name.index(after: dash)...])) else { continue }
                 state.processes.append(ObservedProcess(component: String(name[..<dash]), slot: slot, pid: Int(fields[2]), alive: fields[3] == "alive"))
+            case "gateway":
+                guard fields.count == 2, fields[1] == "running" || fields[1] == "stopped" else { return fail("malformed gateway record") }
+                state.gatewayRunning = fields[1] == "running"
             case "listed":
                 guard let data = bytes(1) else { return fail("malformed listed record") }
                 let prefix = Data((root == "/" ? "/" : root + "/").utf8)
