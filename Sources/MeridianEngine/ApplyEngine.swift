@@ -182,81 +182,110 @@ public struct ApplyEngine: Sendable {
         }
     }
 
+    /// A host's work, decided before anything on it changes.
     struct Prepared: Sendable {
         var steps: [HostStep]
         var contents: [String: Data]
         var manifest: HostManifest
     }
 
+    /// What the first phase found: each host observed under this run's
+    /// lock, or the reason it could not be. Failures are kept by region,
+    /// because a failed host fails its whole region.
+    struct LockedObservation: Sendable {
+        var observed: [HostID: ObservedHostState] = [:]
+        /// Hosts whose lock this run holds, in the order given.
+        var lockedHosts: [DesiredHostState] = []
+        var failures: [String: [HostFailure]] = [:]
+        /// Hosts whose lock another run holds.
+        var heldElsewhere: [String: [HostFailure]] = [:]
+
+        /// Locked hosts of regions where every host was observed and locked.
+        var proceeding: [DesiredHostState] {
+            let blocked = Set(failures.keys).union(heldElsewhere.keys)
+            return lockedHosts.filter { !blocked.contains($0.region) }
+        }
+    }
+
+    /// The phases in order; a rollout runs them separately, region by region
+    /// and across pauses: lock and observe, check the plan against what was
+    /// seen, prepare every host's work, change the hosts, summarise.
     func applyHoldingLeases(_ plan: Plan, fleet: DesiredFleet, run: RunID, events: @escaping @Sendable (ApplyEvent) -> Void) async throws -> ApplyReport {
         let desiredByID = Dictionary(fleet.desired.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        let hostPlans = plan.hosts
-        let hosts = hostPlans.compactMap { desiredByID[$0.id] }
-        let request = LockRequest(holder: "\(identity) (meridian apply)", runID: lockRunID(run), pid: Int(identity.pid), ttlSeconds: Int(leaseTTL.components.seconds))
+        let hosts = plan.hosts.compactMap { desiredByID[$0.id] }
+        var seen = try await lockAndObserve(hosts, run: run, events: events)
+        try await refuseStale(plan, seen, run: run)
+        let (prepared, prepareFailures) = prepare(plan, hosts: seen.proceeding, observed: seen.observed, run: run)
+        seen.failures.merge(prepareFailures) { $0 + $1 }
+        let running = seen.proceeding
+        await releaseLocks(seen.lockedHosts.filter { host in !running.contains { $0.id == host.id } }, run: run)
+        let outcomes = await changeHosts(running, prepared: prepared, artifacts: fleet.artifacts, run: run, events: events)
+        return summarise(plan, run: run, seen: seen, outcomes: outcomes)
+    }
 
-        // Phase 1: observe every host and take its lock, in one round trip each.
-        let store = self.store
-        let engine = self
+    /// Observes every host and takes its lock, in one round trip each. A
+    /// lock left by an interrupted run of this store is removed and the host
+    /// observed again; a lock of any other run blocks the host's region.
+    func lockAndObserve(_ hosts: [DesiredHostState], run: RunID, events: @escaping @Sendable (ApplyEvent) -> Void) async throws -> LockedObservation {
+        let request = lockRequest(run)
         let observations = await planning.observe(hosts, parallelism: parallelism) { _ in request }
-        var failures: [String: [HostFailure]] = [:]
-        var locked: [String: [HostFailure]] = [:]
-        var observed: [String: ObservedHostState] = [:]
-        var lockedHosts: [DesiredHostState] = []
+        var seen = LockedObservation()
         for (host, outcome) in zip(hosts, observations) {
             switch outcome {
             case .failure(let failure):
-                failures[host.region, default: []].append(failure)
+                seen.failures[host.region, default: []].append(failure)
             case .success(var observation):
-                if case .heldByOther(let holder) = observation.lock, let previous = engine.runFromLock(holder),
+                if case .heldByOther(let holder) = observation.lock, let previous = runFromLock(holder),
                    let record = try await store.run(previous), !record.isRunning {
                     // Left by an interrupted run of this store, which this run's lease supersedes.
-                    switch await engine.retakeLock(host, from: holder, request: request) {
+                    switch await retakeLock(host, from: holder, request: request) {
                     case .success(let again): observation = again
-                    case .failure(let failure): failures[host.region, default: []].append(failure); continue
+                    case .failure(let failure): seen.failures[host.region, default: []].append(failure); continue
                     }
                 }
                 switch observation.lock {
                 case .acquired, .tookOver, .notRequested:
-                    observed[host.id] = observation.state
-                    lockedHosts.append(host)
+                    seen.observed[host.id] = observation.state
+                    seen.lockedHosts.append(host)
                     events(.observed(region: host.region, host: host.host))
                 case .heldByOther(let holder):
                     let who = holder.map { "\($0.holder), run \($0.runID), since \($0.startedAt.map(String.init) ?? "?"), until \($0.expiresAt.map(String.init) ?? "?")" } ?? "another run"
-                    locked[host.region, default: []].append(HostFailure(region: host.region, host: host.host, reason: "its lock \(RemoteScripts.join(host.root, "state/lock")) is held by \(who); wait for that run, or remove the lock once it is gone"))
+                    seen.heldElsewhere[host.region, default: []].append(HostFailure(region: host.region, host: host.host, reason: "its lock \(RemoteScripts.join(host.root, "state/lock")) is held by \(who); wait for that run, or remove the lock once it is gone"))
                 case .failed(let reason):
-                    failures[host.region, default: []].append(HostFailure(region: host.region, host: host.host, reason: "cannot take its lock: \(reason)"))
+                    seen.failures[host.region, default: []].append(HostFailure(region: host.region, host: host.host, reason: "cannot take its lock: \(reason)"))
                 }
             }
         }
-        let blocked = Set(failures.keys).union(locked.keys)
-        let proceeding = lockedHosts.filter { !blocked.contains($0.region) }
+        return seen
+    }
 
-        // Refuse the whole plan when any host it would change moved since.
-        let stale = plan.staleHosts(observed: observed).filter { stale in proceeding.contains { $0.id == stale.host } }
-        if !stale.isEmpty {
-            await releaseLocks(lockedHosts, run: run)
+    /// Refuses the whole plan when any host it would change moved since it
+    /// was made: every lock is given back and nothing is changed.
+    func refuseStale(_ plan: Plan, _ seen: LockedObservation, run: RunID) async throws {
+        let proceeding = Set(seen.proceeding.map(\.id))
+        let stale = plan.staleHosts(observed: seen.observed).filter { proceeding.contains($0.host) }
+        guard stale.isEmpty else {
+            await releaseLocks(seen.lockedHosts, run: run)
             throw ApplyRefusal.staleHosts(stale)
         }
+    }
 
-        // Decide every host's steps and render its secrets before changing anything.
+    /// Decides every host's steps and renders its secrets before anything
+    /// changes. A host whose secrets cannot be rendered fails its region.
+    func prepare(_ plan: Plan, hosts: [DesiredHostState], observed: [HostID: ObservedHostState], run: RunID) -> (prepared: [HostID: Prepared], failures: [String: [HostFailure]]) {
+        let hostPlans = Dictionary(plan.hosts.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let revision = "run \(run.rawValue)"
         let now = ISO8601DateFormatter().string(from: Date())
-        var prepared: [String: Prepared] = [:]
-        for host in proceeding {
-            guard let hostPlan = hostPlans.first(where: { $0.id == host.id }), let state = observed[host.id] else { continue }
+        var prepared: [HostID: Prepared] = [:]
+        var failures: [String: [HostFailure]] = [:]
+        for host in hosts {
+            guard let hostPlan = hostPlans[host.id], let state = observed[host.id] else { continue }
             do {
                 var contents: [String: Data] = [:]
-                var rewrite: [String] = []
                 for file in host.files {
-                    let data = try SensitiveRendering.render(file, secrets: secrets)
-                    contents[file.path] = data
-                    if file.content.isSensitive {
-                        switch state.files[file.path] ?? .missing {
-                        case .regular(let sha, let mode, _) where sha == SHA256.hex(data) && mode == file.mode: break
-                        case .regular, .missing, .notRegular: rewrite.append(file.path)
-                        }
-                    }
+                    contents[file.path] = try SensitiveRendering.render(file, secrets: secrets)
                 }
+                let rewrite = SensitiveRewrite.paths(desired: host, contents: contents, observed: state)
                 let manifest = ManifestBuilder.manifest(desired: host, plan: hostPlan, contents: contents, previous: state.manifest.manifest,
                                                         revision: revision, appliedAt: now, appliedBy: identity.actor)
                 let steps = HostStep.steps(for: hostPlan, desired: host, rewriteSensitive: rewrite,
@@ -266,65 +295,77 @@ public struct ApplyEngine: Sendable {
                 failures[host.region, default: []].append(HostFailure(region: host.region, host: host.host, reason: "\(error)"))
             }
         }
-        let secretFailed = Set(failures.keys)
-        let running = proceeding.filter { !secretFailed.contains($0.region) }
-        await releaseLocks(lockedHosts.filter { host in !running.contains { $0.id == host.id } }, run: run)
+        return (prepared, failures)
+    }
 
-        // Phase 2: change the hosts.
-        let artifacts = fleet.artifacts
+    /// Runs each host's prepared steps, hosts in parallel, then records its
+    /// manifest and gives its lock back. Returns whether each host changed.
+    func changeHosts(_ hosts: [DesiredHostState], prepared: [HostID: Prepared], artifacts: [String: LocalArtifact], run: RunID, events: @escaping @Sendable (ApplyEvent) -> Void) async -> [HostID: Result<Bool, HostFailure>] {
+        let store = self.store
         let timings = self.timings
-        let mapping = FleetEndpoints(fleet: planning.fleet, fleetRoot: planning.fleetRoot, environment: planning.environment)
-        let endpoints = running.map { PlanEngine.endpoint(for: $0, fleet: planning.fleet, mapping: mapping) }
-        let byID = Dictionary(running.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        let preparedByID = prepared
-        let lockRunID = self.lockRunID(run)
+        let endpoints = hosts.map { planning.endpoint(for: $0) }
+        let byID = Dictionary(hosts.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let release = LockReleaseScript(root: "", runID: lockRunID(run))
         let outcomes = await SSHFanOut.run(endpoints, parallelism: parallelism) { session -> Bool in
-            let id = "\(session.endpoint.region)/\(session.endpoint.hostName)"
-            guard let host = byID[id], let work = preparedByID[id] else { return false }
+            guard let host = byID[session.endpoint.hostID], let work = prepared[host.id] else { return false }
+            var unlock = release
+            unlock.root = host.root
             let applier = HostApplier(session: session, desired: host, steps: work.steps, contents: work.contents, manifest: work.manifest,
                                       artifacts: artifacts, store: store, run: run, timings: timings, events: events)
             do {
                 try await applier.apply()
             } catch {
-                _ = try? await session.exec(RemoteCommand(["sh", "-c", ReleaseLockScript(root: host.root, runID: lockRunID).script]))
+                _ = try? await session.exec(unlock.command)
                 events(.hostFinished(region: host.region, host: host.host, error: "\(error)"))
                 throw error
             }
             if work.steps.contains(.writeManifest) {
                 _ = try await store.recordManifest(run: run, region: host.region, host: host.host, manifest: work.manifest.encoded())
             }
-            _ = try? await session.exec(RemoteCommand(["sh", "-c", ReleaseLockScript(root: host.root, runID: lockRunID).script]))
+            _ = try? await session.exec(unlock.command)
             events(.hostFinished(region: host.region, host: host.host, error: nil))
             return work.steps.contains { step in
                 switch step {
                 case .writeManifest, .prepareHost: return false
-                case .installRelease, .writeFile, .deleteFile, .stopComponent, .linkSlot, .startComponent, .healthCheck: return true
+                case .installRelease, .writeFile, .deleteFile, .stopComponent, .linkSlot, .startComponent, .healthCheck, .smokeProbe: return true
                 }
             }
         }
+        var results: [HostID: Result<Bool, HostFailure>] = [:]
+        for (host, outcome) in zip(hosts, outcomes) {
+            results[host.id] = outcome.result.mapError { HostFailure(region: host.region, host: host.host, reason: "\($0)") }
+        }
+        return results
+    }
+
+    /// One line per region of the plan: applied, failed (with every failed
+    /// host, and those locked by others) or locked.
+    func summarise(_ plan: Plan, run: RunID, seen: LockedObservation, outcomes: [HostID: Result<Bool, HostFailure>]) -> ApplyReport {
+        var failures = seen.failures
         var changed: [String: Int] = [:]
-        for (host, outcome) in zip(running, outcomes) {
-            switch outcome.result {
-            case .success(let didChange): if didChange { changed[host.region, default: 0] += 1 }
-            case .failure(let error):
-                failures[host.region, default: []].append(HostFailure(region: host.region, host: host.host, reason: "\(error)"))
+        for (id, outcome) in outcomes.sorted(by: { $0.key < $1.key }) {
+            switch outcome {
+            case .success(let didChange): if didChange { changed[id.region, default: 0] += 1 }
+            case .failure(let failure): failures[id.region, default: []].append(failure)
             }
         }
         let regions = plan.regions.map { region -> RegionApplyOutcome in
-            if let failed = failures[region.name] { return RegionApplyOutcome(region: region.name, result: .failed(failed + (locked[region.name] ?? []))) }
-            if let held = locked[region.name] { return RegionApplyOutcome(region: region.name, result: .locked(held)) }
+            if let failed = failures[region.name] { return RegionApplyOutcome(region: region.name, result: .failed(failed + (seen.heldElsewhere[region.name] ?? []))) }
+            if let held = seen.heldElsewhere[region.name] { return RegionApplyOutcome(region: region.name, result: .locked(held)) }
             return RegionApplyOutcome(region: region.name, result: .applied(hostsChanged: changed[region.name] ?? 0, hosts: region.hosts.count))
         }
         return ApplyReport(run: run, planHash: plan.hash, regions: regions)
     }
 
+    func lockRequest(_ run: RunID) -> LockRequest {
+        LockRequest(holder: "\(identity) (meridian apply)", runID: lockRunID(run), pid: Int(identity.pid), ttlSeconds: Int(leaseTTL.components.seconds))
+    }
+
     /// Removes a lock an interrupted run of this store left, then observes and locks again.
     func retakeLock(_ host: DesiredHostState, from holder: RemoteLock?, request: LockRequest) async -> Result<Observation, HostFailure> {
         guard let holder else { return .failure(HostFailure(region: host.region, host: host.host, reason: "its lock vanished while being read; try again")) }
-        let mapping = FleetEndpoints(fleet: planning.fleet, fleetRoot: planning.fleetRoot, environment: planning.environment)
-        let endpoint = PlanEngine.endpoint(for: host, fleet: planning.fleet, mapping: mapping)
-        let outcome = await SSHFanOut.run([endpoint], parallelism: 1) { session in
-            _ = try await session.run(RemoteCommand(["sh", "-c", ReleaseLockScript(root: host.root, runID: holder.runID).script]))
+        let outcome = await SSHFanOut.run([planning.endpoint(for: host)], parallelism: 1) { session in
+            _ = try await session.run(LockReleaseScript(root: host.root, runID: holder.runID).command)
             return try await HostObserver.observe(ObserveScript(desired: host, lock: request), on: session)
         }
         return outcome[0].result.mapError { HostFailure(region: host.region, host: host.host, reason: "\($0)") }
@@ -333,13 +374,10 @@ public struct ApplyEngine: Sendable {
     /// Gives back the locks this run took on hosts it will not change.
     func releaseLocks(_ hosts: [DesiredHostState], run: RunID) async {
         guard !hosts.isEmpty else { return }
-        let mapping = FleetEndpoints(fleet: planning.fleet, fleetRoot: planning.fleetRoot, environment: planning.environment)
-        let endpoints = hosts.map { PlanEngine.endpoint(for: $0, fleet: planning.fleet, mapping: mapping) }
-        let roots = Dictionary(hosts.map { ("\($0.region)/\($0.host)", $0.root) }, uniquingKeysWith: { a, _ in a })
+        let roots = Dictionary(hosts.map { ($0.id, $0.root) }, uniquingKeysWith: { a, _ in a })
         let runID = lockRunID(run)
-        _ = await SSHFanOut.run(endpoints, parallelism: parallelism) { session in
-            let root = roots["\(session.endpoint.region)/\(session.endpoint.hostName)"] ?? "/"
-            _ = try await session.exec(RemoteCommand(["sh", "-c", ReleaseLockScript(root: root, runID: runID).script]))
+        _ = await SSHFanOut.run(hosts.map { planning.endpoint(for: $0) }, parallelism: parallelism) { session in
+            _ = try await session.exec(LockReleaseScript(root: roots[session.endpoint.hostID] ?? "/", runID: runID).command)
         }
     }
 }

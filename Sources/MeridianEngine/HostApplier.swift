@@ -1,5 +1,6 @@
 import Foundation
 import MeridianBasics
+import MeridianModel
 import MeridianPlanning
 import MeridianSSH
 import MeridianState
@@ -95,9 +96,29 @@ struct HostApplier: Sendable {
             _ = try await session.run(RemoteScripts.start(root: root, layout: layout, slot: slot))
         case .healthCheck(let component, let slot, let port, let path):
             try await healthCheck(component: component, slot: slot, port: port, path: path)
+        case .smokeProbe(let component, let slot, let port, let probe):
+            try await Self.smokeProbe(probe, component: component, slot: slot, port: port, on: session)
         case .writeManifest:
             // The prepare step, always first, created state/.
             _ = try await session.upload(manifest.encoded(), to: RemoteScripts.join(root, HostManifest.path), mode: 0o644)
+        }
+    }
+
+    /// Sends one smoke probe straight to a slot's port through the SSH
+    /// connection; fails naming what was expected and what came back.
+    static func smokeProbe(_ probe: SmokeProbe, component: String, slot: SlotName, port: Int, on session: SSHSession) async throws {
+        let place = "smoke probe \(probe.name) of \(component) (\(slot.rawValue)): \(probe.method) 127.0.0.1:\(port)\(probe.path)"
+        let response: HTTPResponse
+        do {
+            response = try await session.httpRequest(method: probe.method, port: port, path: probe.path, timeout: .seconds(5))
+        } catch {
+            throw HostStepError(step: place, reason: "no answer: \(error)")
+        }
+        guard response.status == probe.expectStatus else {
+            throw HostStepError(step: place, reason: "expected HTTP \(probe.expectStatus), got \(response.status) \(response.reason)")
+        }
+        if let wanted = probe.expectBodyContains, !String(decoding: response.body, as: UTF8.self).contains(wanted) {
+            throw HostStepError(step: place, reason: "the answer does not contain \"\(wanted)\"")
         }
     }
 
@@ -122,41 +143,5 @@ struct HostApplier: Sendable {
         let tail = (try? await session.exec(RemoteScripts.logTail(root: desired.root, component: component, slot: slot)).stdoutText) ?? ""
         let log = tail.isEmpty ? "" : "; last lines of \(RemoteScripts.logFile(root: desired.root, component: component, slot: slot)):\n\(tail)"
         throw HostStepError(step: "health check of \(component) (\(slot.rawValue)) on 127.0.0.1:\(port)\(path)", reason: "\(last)\(log)")
-    }
-}
-
-/// Builds the manifest apply writes to a host: hashes, releases and slots, never content.
-enum ManifestBuilder {
-    static func manifest(desired: DesiredHostState, plan: HostPlan, contents: [String: Data], previous: HostManifest?, revision: String, appliedAt: String, appliedBy: String) -> HostManifest {
-        var files: [String: ManifestFile] = [:]
-        for file in desired.files {
-            switch file.content {
-            case .bytes(let data):
-                files[file.path] = ManifestFile(sha256: SHA256.hex(data), maskedSHA256: nil, mode: file.mode, component: file.component)
-            case .sensitive:
-                files[file.path] = ManifestFile(sha256: nil, maskedSHA256: file.content.fingerprint, mode: file.mode, component: file.component)
-            }
-        }
-        var components: [String: ManifestComponent] = [:]
-        for layout in desired.components {
-            let acted = plan.actions.first { ($0.kind == .upgradeComponent || $0.kind == .restartComponent) && $0.subject == layout.component }
-            let old = previous?.components[layout.component]
-            let slot = acted?.slot ?? old?.activeSlot ?? layout.activeSlot
-            func entry(_ name: SlotName) -> ManifestSlot {
-                name == slot
-                    ? ManifestSlot(version: layout.version, port: layout.port(name), weight: 100)
-                    : ManifestSlot(version: old?.slot(name).version, port: layout.port(name), weight: 0)
-            }
-            components[layout.component] = ManifestComponent(activeSlot: slot, blue: entry(.blue), green: entry(.green))
-        }
-        let releases = desired.releases.map { ManifestRelease(component: $0.component, version: $0.version, sha256: $0.sha256) }
-            .sorted { ($0.component, $0.version) < ($1.component, $1.version) }
-        return HostManifest(revision: revision, appliedAt: appliedAt, appliedBy: appliedBy, files: files, releases: releases, components: components)
-    }
-
-    /// Whether two manifests say the same about the host, whoever wrote them and when.
-    static func sameContent(_ a: HostManifest?, _ b: HostManifest) -> Bool {
-        guard let a else { return false }
-        return a.files == b.files && a.releases == b.releases && a.components == b.components && a.schemaVersion == b.schemaVersion
     }
 }

@@ -216,7 +216,7 @@ public struct SlotPorts: Sendable, Equatable {
 }
 
 /// A request a new release must answer as expected before it takes traffic.
-public struct SmokeProbe: Sendable, Equatable {
+public struct SmokeProbe: Sendable, Equatable, Codable {
     public var name: String
     public var method: String
     public var path: String

@@ -98,9 +98,9 @@ public struct DesiredStateRenderer: Sendable {
                 continue
             }
             releases.append(ReleaseRequirement(component: name, version: version.description, artifact: artifact.fileName, sha256: artifact.sha256))
-            layouts.append(ComponentSlotLayout(component: name, version: version.description, activeSlot: .blue,
+            layouts.append(ComponentSlotLayout(component: name, version: version.description, strategy: component.strategy,
                                                bluePort: component.ports.blue, greenPort: component.ports.green,
-                                               startCommand: component.start, healthPath: component.health))
+                                               startCommand: component.start, healthPath: component.health, smoke: component.smoke))
         }
         return DesiredHostState(region: region.name, host: host.name, address: host.address, root: root,
                                 roles: host.roles.map(\.description), files: files, releases: releases, components: layouts)

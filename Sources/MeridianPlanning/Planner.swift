@@ -1,4 +1,5 @@
 import Foundation
+import MeridianModel
 import MeridianBasics
 
 /// Turns desired and observed host states into a `Plan`. Pure: no clock, no
@@ -22,7 +23,7 @@ public enum Planner {
     ///     observation did not return the content.
     public static func plan(
         desired: [DesiredHostState],
-        observed: [String: ObservedHostState],
+        observed: [HostID: ObservedHostState],
         basis: PlanBasis,
         previousContents: [String: Data] = [:]
     ) -> Plan {
@@ -90,7 +91,7 @@ public enum Planner {
         }
         for layout in desired.components.sorted(by: { $0.component < $1.component }) {
             let recorded = manifest?.components[layout.component]
-            let slot = recorded?.activeSlot ?? layout.activeSlot
+            let slot = recorded?.activeSlot ?? ComponentSlotLayout.firstSlot
             let current = recorded?.activeVersion
                 ?? versionFromLink(observed.slotTarget(component: layout.component, slot: slot), component: layout.component)
             if current != layout.version {
@@ -100,10 +101,11 @@ public enum Planner {
                 } else if let paths = changedPaths[layout.component] {
                     reasons.append("configuration changed: \(paths.joined(separator: ", "))")
                 }
+                let (strategy, target) = upgradeTarget(layout, active: slot, current: current, reasons: &reasons)
                 upgrades.append(PlanAction(
                     id: actionID(.upgradeComponent, layout.component), kind: .upgradeComponent, subject: layout.component,
                     component: layout.component, fromVersion: current, toVersion: layout.version,
-                    strategy: .recreate, slot: slot, port: layout.port(slot), reasons: reasons
+                    strategy: strategy, slot: target, port: layout.port(target), reasons: reasons
                 ))
                 continue
             }
@@ -140,7 +142,7 @@ public enum Planner {
 
         var actions = installs + writes + deletes + upgrades + restarts
         if actions.isEmpty {
-            actions = [PlanAction(id: actionID(.noOp, hostID), kind: .noOp, subject: hostID)]
+            actions = [PlanAction(id: actionID(.noOp, hostID.description), kind: .noOp, subject: hostID.description)]
         }
         let sensitive = desired.files.filter(\.content.isSensitive).map(\.path).sorted()
         var warnings: [String] = []
@@ -230,6 +232,22 @@ public enum Planner {
                     reasons: reasons, source: file.source
                 )
             }
+        }
+    }
+
+    /// How and into which slot a component moves to its new version: recreate
+    /// replaces the serving slot; blue-green and canary install beside it, in
+    /// the idle slot. A first install has no traffic to move and is a recreate.
+    static func upgradeTarget(_ layout: ComponentSlotLayout, active: SlotName, current: String?, reasons: inout [String]) -> (RolloutStrategy, SlotName) {
+        switch layout.strategy {
+        case .recreate:
+            return (.recreate, active)
+        case .blueGreen, .canary:
+            guard current != nil else {
+                reasons.append("first install: no traffic to move, so no \(layout.strategy.rawValue) rollout")
+                return (.recreate, active)
+            }
+            return (layout.strategy, active.other)
         }
     }
 

@@ -1,105 +1,34 @@
 import Foundation
-import MeridianPlanning
-import MeridianSSH
+import MeridianModel
+import MeridianBasics
 
-/// One thing apply does on one host, decided before anything runs. The
-/// executor (`HostApplier`) carries the steps out in order and journals each
-/// before and after; the scripts they run are built by `RemoteScripts`.
-public enum HostStep: Sendable, Equatable {
-    /// Removes what interrupted runs left (upload temporaries), creates
-    /// parent folders and keeps a copy of every file about to be replaced or deleted.
-    case prepareHost(keeping: [String])
-    case installRelease(ReleaseRequirement)
-    /// Writes a managed file (its content comes from the desired state; sensitive ones are rendered here).
-    case writeFile(path: String)
-    case deleteFile(path: String)
-    case stopComponent(component: String, slot: SlotName)
-    case linkSlot(component: String, slot: SlotName, version: String)
-    case startComponent(component: String, slot: SlotName)
-    case healthCheck(component: String, slot: SlotName, port: Int, path: String)
-    case writeManifest
-
-    /// The sentence the journal and progress lines show.
-    public var summary: String {
-        switch self {
-        case .prepareHost(let paths): return "prepare: keep previous versions of \(paths.count) file\(paths.count == 1 ? "" : "s")"
-        case .installRelease(let release): return "install release \(release.component) \(release.version)"
-        case .writeFile(let path): return "write \(path)"
-        case .deleteFile(let path): return "delete \(path)"
-        case .stopComponent(let component, let slot): return "stop \(component) (\(slot.rawValue))"
-        case .linkSlot(let component, let slot, let version): return "point slot \(component)/\(slot.rawValue) at \(version)"
-        case .startComponent(let component, let slot): return "start \(component) (\(slot.rawValue))"
-        case .healthCheck(let component, let slot, let port, let path): return "health-check \(component) (\(slot.rawValue)) on port \(port) \(path)"
-        case .writeManifest: return "write \(HostManifest.path)"
-        }
-    }
-
-    /// Decides a host's steps from its plan. `rewriteSensitive` names sensitive
-    /// files whose rendering with the real secrets differs from the host's
-    /// copy though the plan had no action for them. `writeManifest` is false
-    /// only when nothing changes and the host's manifest already says so.
-    public static func steps(for plan: HostPlan, desired: DesiredHostState, rewriteSensitive: [String], writeManifest: Bool) -> [HostStep] {
-        var steps: [HostStep] = []
-        let planned = Set(plan.actions.filter { $0.kind == .createFile || $0.kind == .updateFile }.map(\.subject))
-        let extraWrites = rewriteSensitive.filter { !planned.contains($0) }
-        let deletes = plan.actions.filter { $0.kind == .deleteFile }.map(\.subject)
-        let kept = plan.actions.filter { $0.kind == .createFile || $0.kind == .updateFile }.map(\.subject) + extraWrites + deletes
-        // Sensitive files the plan could not compare are rewritten after the
-        // planned file changes and before any component starts, so a restart
-        // reads them too.
-        var extrasPending = !extraWrites.isEmpty
-        func flushExtras() {
-            guard extrasPending else { return }
-            extrasPending = false
-            steps += extraWrites.map { .writeFile(path: $0) }
-        }
-        for action in plan.actions {
-            switch action.kind {
-            case .installRelease:
-                if let release = desired.releases.first(where: { $0.path == action.subject }) { steps.append(.installRelease(release)) }
-            case .createFile, .updateFile:
-                steps.append(.writeFile(path: action.subject))
-            case .deleteFile:
-                steps.append(.deleteFile(path: action.subject))
-            case .upgradeComponent:
-                flushExtras()
-                guard let layout = desired.components.first(where: { $0.component == action.subject }) else { continue }
-                let slot = action.slot ?? layout.activeSlot
-                steps.append(.stopComponent(component: layout.component, slot: slot))
-                steps.append(.linkSlot(component: layout.component, slot: slot, version: layout.version))
-                steps.append(.startComponent(component: layout.component, slot: slot))
-                steps.append(.healthCheck(component: layout.component, slot: slot, port: layout.port(slot), path: layout.healthPath))
-            case .restartComponent:
-                flushExtras()
-                guard let layout = desired.components.first(where: { $0.component == action.subject }) else { continue }
-                let slot = action.slot ?? layout.activeSlot
-                steps.append(.stopComponent(component: layout.component, slot: slot))
-                steps.append(.startComponent(component: layout.component, slot: slot))
-                steps.append(.healthCheck(component: layout.component, slot: slot, port: layout.port(slot), path: layout.healthPath))
-            case .noOp:
-                break
-            }
-        }
-        flushExtras()
-        if writeManifest || !steps.isEmpty {
-            steps.insert(.prepareHost(keeping: kept), at: 0)
-            steps.append(.writeManifest)
-        }
-        return steps
-    }
-}
-
-/// The remote command lines apply runs, built from values with every word
-/// quoted by `RemoteCommand`: nothing is interpolated into a shell by hand.
-/// Each script is one `sh -c` invocation and needs only POSIX sh, coreutils and tar.
+/// The remote command lines apply and rollouts run, built from values with
+/// every word quoted by `RemoteCommand`: nothing is interpolated into a shell
+/// by hand. Each script is one `sh -c` invocation and needs only POSIX sh,
+/// coreutils and tar. This folder (`Remote/`) is the one home of remote shell
+/// text: the observation, the lock scripts and these; tests compare them as
+/// exact strings and run them under sh.
 public enum RemoteScripts {
     static func q(_ word: String) -> String { RemoteCommand.quote(word) }
 
-    static func join(_ root: String, _ path: String) -> String {
+    public static func join(_ root: String, _ path: String) -> String {
         root.hasSuffix("/") ? root + path : root + "/" + path
     }
 
     static func parent(_ path: String) -> String { (path as NSString).deletingLastPathComponent }
+
+    /// The one liveness check of a supervised process, as a shell function
+    /// `alive PID`: true while the process exists and is not a zombie (a
+    /// zombie answers `kill -0` until its parent reaps it, but serves nothing).
+    public static let aliveFunction = """
+        alive() {
+          kill -0 "$1" 2>/dev/null || return 1
+          if [ -r "/proc/$1/stat" ]; then
+            case $(sed 's/^.*) //' "/proc/$1/stat" | cut -c1) in Z) return 1 ;; esac
+          fi
+          return 0
+        }
+        """
 
     /// Where the previous version of a managed file is kept.
     public static func previousPath(root: String, path: String) -> String { join(root, "state/previous/" + path) }
@@ -112,8 +41,8 @@ public enum RemoteScripts {
     /// `state/previous/<path>` (through a temporary name, so the kept copy is whole).
     public static func prepareHost(root: String, keeping paths: [String]) -> RemoteCommand {
         var lines = ["set -e"]
-        // Upload temporaries carry SSHSession.temporaryMarker; one left by a killed run is garbage (this run holds the lock).
-        lines.append("find \(["config", "governance", "state", "releases/.incoming"].map { q(join(root, $0)) }.joined(separator: " ")) -name \(q("*" + SSHSession.temporaryMarker + "*")) -type f -exec rm -f -- {} + 2>/dev/null || true")
+        // Upload temporaries carry UploadNaming.temporaryMarker; one left by a killed run is garbage (this run holds the lock).
+        lines.append("find \(["config", "governance", "state", "releases/.incoming"].map { q(join(root, $0)) }.joined(separator: " ")) -name \(q("*" + UploadNaming.temporaryMarker + "*")) -type f -exec rm -f -- {} + 2>/dev/null || true")
         var folders: Set<String> = [join(root, "state")]
         for path in paths {
             folders.insert(parent(join(root, path)))
@@ -177,13 +106,7 @@ public enum RemoteScripts {
         p=\(q(pidFile(root: root, component: component, slot: slot)))
         [ -f "$p" ] || exit 0
         pid=$(head -c 32 "$p" | tr -dc 0-9)
-        alive() {
-          kill -0 "$1" 2>/dev/null || return 1
-          if [ -r "/proc/$1/stat" ]; then
-            case $(sed 's/^.*) //' "/proc/$1/stat" | cut -c1) in Z) return 1 ;; esac
-          fi
-          return 0
-        }
+        \(aliveFunction)
         if [ -n "$pid" ] && alive "$pid"; then
           kill -s TERM -- "-$pid" 2>/dev/null || kill -s TERM "$pid" 2>/dev/null || true
           i=0
@@ -238,8 +161,9 @@ public enum RemoteScripts {
     /// Whether the slot's process named by its pid file is still running: prints `alive` or `dead`.
     public static func isRunning(root: String, component: String, slot: SlotName) -> RemoteCommand {
         let script = """
+        \(aliveFunction)
         pid=$(head -c 32 \(q(pidFile(root: root, component: component, slot: slot))) 2>/dev/null | tr -dc 0-9)
-        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && ! { [ -r "/proc/$pid/stat" ] && [ "$(sed 's/^.*) //' "/proc/$pid/stat" | cut -c1)" = Z ]; }; then echo alive; else echo dead; fi
+        if [ -n "$pid" ] && alive "$pid"; then echo alive; else echo dead; fi
         """
         return RemoteCommand(["sh", "-c", script])
     }

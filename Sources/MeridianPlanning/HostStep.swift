@@ -1,0 +1,171 @@
+import Foundation
+import MeridianBasics
+import MeridianModel
+
+/// One thing apply does on one host, decided before anything runs. The
+/// executor (MeridianEngine's `HostApplier`) carries the steps out in order
+/// and journals each before and after; the scripts they run are built by
+/// `RemoteScripts`. Deciding them is pure, so it lives here with the plan.
+public enum HostStep: Sendable, Equatable {
+    /// Removes what interrupted runs left (upload temporaries), creates
+    /// parent folders and keeps a copy of every file about to be replaced or deleted.
+    case prepareHost(keeping: [String])
+    case installRelease(ReleaseRequirement)
+    /// Writes a managed file (its content comes from the desired state; sensitive ones are rendered here).
+    case writeFile(path: String)
+    case deleteFile(path: String)
+    case stopComponent(component: String, slot: SlotName)
+    case linkSlot(component: String, slot: SlotName, version: String)
+    case startComponent(component: String, slot: SlotName)
+    case healthCheck(component: String, slot: SlotName, port: Int, path: String)
+    /// A smoke probe sent straight to a slot that takes no traffic yet (blue-green and canary).
+    case smokeProbe(component: String, slot: SlotName, port: Int, probe: SmokeProbe)
+    case writeManifest
+
+    /// The sentence the journal and progress lines show.
+    public var summary: String {
+        switch self {
+        case .prepareHost(let paths): return "prepare: keep previous versions of \(paths.count) file\(paths.count == 1 ? "" : "s")"
+        case .installRelease(let release): return "install release \(release.component) \(release.version)"
+        case .writeFile(let path): return "write \(path)"
+        case .deleteFile(let path): return "delete \(path)"
+        case .stopComponent(let component, let slot): return "stop \(component) (\(slot.rawValue))"
+        case .linkSlot(let component, let slot, let version): return "point slot \(component)/\(slot.rawValue) at \(version)"
+        case .startComponent(let component, let slot): return "start \(component) (\(slot.rawValue))"
+        case .healthCheck(let component, let slot, let port, let path): return "health-check \(component) (\(slot.rawValue)) on port \(port) \(path)"
+        case .smokeProbe(let component, let slot, let port, let probe): return "smoke-probe \(probe.name) of \(component) (\(slot.rawValue)): \(probe.method) \(probe.path) on port \(port)"
+        case .writeManifest: return "write \(HostManifest.path)"
+        }
+    }
+
+    /// Decides a host's steps from its plan. `rewriteSensitive` names sensitive
+    /// files whose rendering with the real secrets differs from the host's
+    /// copy though the plan had no action for them. `writeManifest` is false
+    /// only when nothing changes and the host's manifest already says so.
+    public static func steps(for plan: HostPlan, desired: DesiredHostState, rewriteSensitive: [String], writeManifest: Bool) -> [HostStep] {
+        var steps: [HostStep] = []
+        let planned = Set(plan.actions.filter { $0.kind == .createFile || $0.kind == .updateFile }.map(\.subject))
+        let extraWrites = rewriteSensitive.filter { !planned.contains($0) }
+        let deletes = plan.actions.filter { $0.kind == .deleteFile }.map(\.subject)
+        let kept = plan.actions.filter { $0.kind == .createFile || $0.kind == .updateFile }.map(\.subject) + extraWrites + deletes
+        // Sensitive files the plan could not compare are rewritten after the
+        // planned file changes and before any component starts, so a restart
+        // reads them too.
+        var extrasPending = !extraWrites.isEmpty
+        func flushExtras() {
+            guard extrasPending else { return }
+            extrasPending = false
+            steps += extraWrites.map { .writeFile(path: $0) }
+        }
+        for action in plan.actions {
+            switch action.kind {
+            case .installRelease:
+                if let release = desired.releases.first(where: { $0.path == action.subject }) { steps.append(.installRelease(release)) }
+            case .createFile, .updateFile:
+                steps.append(.writeFile(path: action.subject))
+            case .deleteFile:
+                steps.append(.deleteFile(path: action.subject))
+            case .upgradeComponent:
+                flushExtras()
+                guard let layout = desired.components.first(where: { $0.component == action.subject }) else { continue }
+                // The planner names the slot: the active one for recreate, the idle one for blue-green and canary.
+                let slot = action.slot ?? ComponentSlotLayout.firstSlot
+                steps.append(.stopComponent(component: layout.component, slot: slot))
+                steps.append(.linkSlot(component: layout.component, slot: slot, version: layout.version))
+                steps.append(.startComponent(component: layout.component, slot: slot))
+                steps.append(.healthCheck(component: layout.component, slot: slot, port: layout.port(slot), path: layout.healthPath))
+                switch action.strategy ?? .recreate {
+                case .recreate: break
+                case .blueGreen, .canary:
+                    steps += layout.smoke.map { .smokeProbe(component: layout.component, slot: slot, port: layout.port(slot), probe: $0) }
+                }
+            case .restartComponent:
+                flushExtras()
+                guard let layout = desired.components.first(where: { $0.component == action.subject }) else { continue }
+                let slot = action.slot ?? ComponentSlotLayout.firstSlot
+                steps.append(.stopComponent(component: layout.component, slot: slot))
+                steps.append(.startComponent(component: layout.component, slot: slot))
+                steps.append(.healthCheck(component: layout.component, slot: slot, port: layout.port(slot), path: layout.healthPath))
+            case .noOp:
+                break
+            }
+        }
+        flushExtras()
+        if writeManifest || !steps.isEmpty {
+            steps.insert(.prepareHost(keeping: kept), at: 0)
+            steps.append(.writeManifest)
+        }
+        return steps
+    }
+}
+
+
+/// Which sensitive files apply rewrites though the plan could not show them:
+/// those whose rendering with the real secrets differs in hash or mode from
+/// the host's copy (or that are missing or not regular files there).
+public enum SensitiveRewrite {
+    /// - Parameter contents: every file's real bytes, path → bytes.
+    public static func paths(desired: DesiredHostState, contents: [String: Data], observed: ObservedHostState) -> [String] {
+        desired.files.filter(\.content.isSensitive).compactMap { file in
+            guard let data = contents[file.path] else { return file.path }
+            switch observed.files[file.path] ?? .missing {
+            case .regular(let sha, let mode, _) where sha == SHA256.hex(data) && mode == file.mode: return nil
+            case .regular, .missing, .notRegular: return file.path
+            }
+        }
+    }
+}
+
+/// Builds the manifest apply writes to a host: hashes, releases and slots,
+/// never content. For a blue-green or canary upgrade the new version goes
+/// into the idle slot with no traffic: the slot that served stays active
+/// until the rollout moves traffic (and writes the manifest again).
+public enum ManifestBuilder {
+    public static func manifest(desired: DesiredHostState, plan: HostPlan, contents: [String: Data], previous: HostManifest?, revision: String, appliedAt: String, appliedBy: String) -> HostManifest {
+        var files: [String: ManifestFile] = [:]
+        for file in desired.files {
+            switch file.content {
+            case .bytes(let data):
+                files[file.path] = ManifestFile(sha256: SHA256.hex(data), maskedSHA256: nil, mode: file.mode, component: file.component)
+            case .sensitive:
+                files[file.path] = ManifestFile(sha256: nil, maskedSHA256: file.content.fingerprint, mode: file.mode, component: file.component)
+            }
+        }
+        var components: [String: ManifestComponent] = [:]
+        for layout in desired.components {
+            let acted = plan.actions.first { ($0.kind == .upgradeComponent || $0.kind == .restartComponent) && $0.subject == layout.component }
+            let old = previous?.components[layout.component]
+            let slot = acted?.slot ?? old?.activeSlot ?? ComponentSlotLayout.firstSlot
+            let beside: Bool
+            switch acted?.strategy ?? .recreate {
+            case .recreate: beside = false
+            case .blueGreen, .canary: beside = acted?.kind == .upgradeComponent && old.map { $0.activeSlot != slot && $0.activeVersion != nil } == true
+            }
+            if beside, let old {
+                // Installed beside the serving slot, which keeps its version and traffic.
+                func entry(_ name: SlotName) -> ManifestSlot {
+                    name == slot
+                        ? ManifestSlot(version: layout.version, port: layout.port(name), weight: 0)
+                        : ManifestSlot(version: old.slot(name).version, port: layout.port(name), weight: old.slot(name).weight)
+                }
+                components[layout.component] = ManifestComponent(activeSlot: old.activeSlot, blue: entry(.blue), green: entry(.green))
+                continue
+            }
+            func entry(_ name: SlotName) -> ManifestSlot {
+                name == slot
+                    ? ManifestSlot(version: layout.version, port: layout.port(name), weight: 100)
+                    : ManifestSlot(version: old?.slot(name).version, port: layout.port(name), weight: 0)
+            }
+            components[layout.component] = ManifestComponent(activeSlot: slot, blue: entry(.blue), green: entry(.green))
+        }
+        let releases = desired.releases.map { ManifestRelease(component: $0.component, version: $0.version, sha256: $0.sha256) }
+            .sorted { ($0.component, $0.version) < ($1.component, $1.version) }
+        return HostManifest(revision: revision, appliedAt: appliedAt, appliedBy: appliedBy, files: files, releases: releases, components: components)
+    }
+
+    /// Whether two manifests say the same about the host, whoever wrote them and when.
+    public static func sameContent(_ a: HostManifest?, _ b: HostManifest) -> Bool {
+        guard let a else { return false }
+        return a.files == b.files && a.releases == b.releases && a.components == b.components && a.schemaVersion == b.schemaVersion
+    }
+}
