@@ -13,8 +13,11 @@ struct ApplyCommand: AsyncParsableCommand {
         discussion: """
         Without PLANFILE it plans, shows the plan and asks for confirmation (or --auto-approve). \
         With PLANFILE it applies exactly that plan and refuses it if the fleet or a host changed since. \
-        Exit codes: 0 applied, 1 a host or region failed (the others completed), 4 a region is locked by another run, \
-        64 no terminal to confirm on and no --auto-approve, 65 invalid fleet files.
+        Regions change wave by wave in the fleet's order; blue-green and canary upgrades run as rollouts (docs/rollouts.md). \
+        --auto-approve also passes waves that wait for approval. \
+        Exit codes: 0 applied, 1 a host or region failed (the others completed), 3 a rollout failed its checks and was rolled back \
+        (the fleet is consistent), 4 a region is locked by another run, \
+        64 no terminal to confirm on and no --auto-approve, 65 invalid fleet files or a governance rule forbids the change now.
         """
     )
 
@@ -63,7 +66,8 @@ struct ApplyCommand: AsyncParsableCommand {
         let engine = ApplyEngine(
             planning: planning.engine, store: store,
             secrets: LocalSecretResolver(environment: ProcessInfo.processInfo.environment, baseDirectory: fleetOptions.root),
-            parallelism: planning.parallelism(parallelism)
+            parallelism: planning.parallelism(parallelism),
+            rollouts: RolloutOptions(autoApprove: autoApprove)
         )
         let report: ApplyReport
         do {
@@ -72,6 +76,9 @@ struct ApplyCommand: AsyncParsableCommand {
             let events: @Sendable (ApplyEvent) -> Void
             if let live { events = { live.handle($0) } } else { events = ApplyProgress.line }
             report = try await engine.apply(plan, fleet: fleet, events: events)
+        } catch let refusal as GovernanceRefusal {
+            Output.error("error: \(refusal)")
+            throw ExitCode(ExitStatus.invalidFleet)
         } catch let refusal as ApplyRefusal {
             Output.error("error: \(refusal)")
             switch refusal {
@@ -94,10 +101,15 @@ struct ApplyCommand: AsyncParsableCommand {
             case .locked(let failures):
                 Output.line("  \(region.region): LOCKED")
                 for failure in failures { Output.line("    \(failure)") }
+            case .rolledBack(let reasons):
+                Output.line("  \(region.region): ROLLED BACK (back on the stable slot)")
+                for reason in reasons { Output.line("    \(reason)") }
+            case .notStarted(let reason):
+                Output.line("  \(region.region): not started — \(reason)")
             }
         }
         for failure in planningFailures { Output.line("  \(failure.region): NOT PLANNED — \(failure)") }
-        let code = planningFailures.isEmpty ? report.exitCode : max(report.exitCode, ExitStatus.failure)
+        let code = planningFailures.isEmpty ? report.exitCode : ExitStatus.failure
         if code != 0 { throw ExitCode(code) }
     }
 
@@ -128,6 +140,10 @@ enum ApplyProgress {
             Output.line("[\(region)] \(host): \(step)" + (error.map { " — FAILED: \($0)" } ?? " — ok"))
         case .hostFinished(let region, let host, let error):
             Output.line("[\(region)] \(host): " + (error == nil ? "done" : "failed"))
+        case .waitingForApproval(let wave):
+            Output.line("wave \(wave) waits for approval: run `meridian rollout promote --wave \(wave)`")
+        case .rollout(.transition(let region, let component, let from, let to, let effect)):
+            Output.line("[\(region)] rollout of \(component): \(from) → \(to)" + (effect == "none" ? "" : "; next: \(effect)"))
         }
     }
 }

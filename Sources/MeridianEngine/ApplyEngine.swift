@@ -39,6 +39,10 @@ public enum RegionApplyResult: Sendable, Equatable {
     case failed([HostFailure])
     /// A host's lock is held by another run.
     case locked([HostFailure])
+    /// A rollout failed its checks and the region is back on its stable slot; each reason names the component.
+    case rolledBack([String])
+    /// Not changed: an earlier wave failed, so later waves do not start.
+    case notStarted(String)
 }
 
 /// One region's line of the apply summary.
@@ -47,8 +51,9 @@ public struct RegionApplyOutcome: Sendable, Equatable {
     public var result: RegionApplyResult
 }
 
-/// What an apply did. Invariant: `exitCode` is 0 when every region
-/// applied, 4 when the only failures are locks held by other runs, else 1.
+/// What an apply did. Invariant: `exitCode` is 1 when any region failed,
+/// else 3 when a rollout was rolled back (the fleet is consistent), else 4
+/// when locks held by other runs stopped a region, else 0.
 public struct ApplyReport: Sendable {
     public var run: RunID
     public var planHash: String
@@ -56,14 +61,16 @@ public struct ApplyReport: Sendable {
 
     public var exitCode: Int32 {
         var locked = false
+        var rolledBack = false
         for region in regions {
             switch region.result {
-            case .applied: continue
+            case .applied, .notStarted: continue
             case .failed: return 1
             case .locked: locked = true
+            case .rolledBack: rolledBack = true
             }
         }
-        return locked ? 4 : 0
+        return rolledBack ? 3 : locked ? 4 : 0
     }
 }
 
@@ -80,8 +87,9 @@ public struct ApplyEngine: Sendable {
     public let parallelism: Int
     public let leaseTTL: Duration
     public let timings: ApplyTimings
+    public let rollouts: RolloutOptions
 
-    public init(planning: PlanEngine, store: any StateStore, identity: ProcessIdentity = .current(), secrets: any SecretResolver, parallelism: Int, leaseTTL: Duration = .seconds(1800), timings: ApplyTimings = ApplyTimings()) {
+    public init(planning: PlanEngine, store: any StateStore, identity: ProcessIdentity = .current(), secrets: any SecretResolver, parallelism: Int, leaseTTL: Duration = .seconds(1800), timings: ApplyTimings = ApplyTimings(), rollouts: RolloutOptions = RolloutOptions()) {
         self.planning = planning
         self.store = store
         self.identity = identity
@@ -89,6 +97,7 @@ public struct ApplyEngine: Sendable {
         self.parallelism = parallelism
         self.leaseTTL = leaseTTL
         self.timings = timings
+        self.rollouts = rollouts
     }
 
     /// The remote lock's run id: names this store, so a later run of the
@@ -138,6 +147,7 @@ public struct ApplyEngine: Sendable {
 
     public func apply(_ plan: Plan, fleet: DesiredFleet, events: @escaping @Sendable (ApplyEvent) -> Void = { _ in }) async throws -> ApplyReport {
         try checkBasis(plan, against: fleet)
+        try checkGovernance(plan)
         try await recoverAbandonedRuns()
         let regions = plan.regions.map(\.name)
         let run = try await store.startRun(RunStart(kind: .apply, owner: identity, fleetCommit: plan.basis.gitCommit, planHash: plan.hash, regions: regions))
@@ -162,7 +172,8 @@ public struct ApplyEngine: Sendable {
         do {
             let report = try await applyHoldingLeases(plan, fleet: fleet, run: run.id, events: events)
             let summary = report.regions.map { "\($0.region): \(Self.describe($0.result))" }.joined(separator: "; ")
-            _ = try await store.finishRun(run.id, outcome: report.exitCode == 0 ? .succeeded : .failed, exitCode: report.exitCode, summary: summary)
+            let outcome: RunOutcome = report.exitCode == 0 ? .succeeded : report.exitCode == 3 ? .rolledBack : .failed
+            _ = try await store.finishRun(run.id, outcome: outcome, exitCode: report.exitCode, summary: summary)
             _ = try await store.appendAudit(AuditRecord(actor: identity.actor, action: "apply", subject: regions.joined(separator: " "),
                                                         detail: JSONDetail(["run": String(run.id.rawValue), "plan": plan.hash, "exit": String(report.exitCode), "summary": summary])))
             _ = try await store.releaseLeases(regions: regions, holder: identity)
@@ -179,6 +190,8 @@ public struct ApplyEngine: Sendable {
         case .applied(let changed, let hosts): return "applied (\(changed) of \(hosts) hosts changed)"
         case .failed(let failures): return "failed: " + failures.map(\.description).joined(separator: "; ")
         case .locked(let failures): return "locked: " + failures.map(\.description).joined(separator: "; ")
+        case .rolledBack(let reasons): return "rolled back: " + reasons.joined(separator: "; ")
+        case .notStarted(let reason): return "not started: " + reason
         }
     }
 
@@ -219,8 +232,8 @@ public struct ApplyEngine: Sendable {
         seen.failures.merge(prepareFailures) { $0 + $1 }
         let running = seen.proceeding
         await releaseLocks(seen.lockedHosts.filter { host in !running.contains { $0.id == host.id } }, run: run)
-        let outcomes = await changeHosts(running, prepared: prepared, artifacts: fleet.artifacts, run: run, events: events)
-        return summarise(plan, run: run, seen: seen, outcomes: outcomes)
+        let waves = try await changeInWaves(plan, hosts: running, prepared: prepared, artifacts: fleet.artifacts, run: run, events: events)
+        return summarise(plan, run: run, seen: seen, outcomes: waves.outcomes, regions: waves.regions)
     }
 
     /// Observes every host and takes its lock, in one round trip each. A
@@ -327,7 +340,7 @@ public struct ApplyEngine: Sendable {
             return work.steps.contains { step in
                 switch step {
                 case .writeManifest, .prepareHost: return false
-                case .installRelease, .writeFile, .deleteFile, .stopComponent, .linkSlot, .startComponent, .healthCheck, .smokeProbe: return true
+                case .installRelease, .writeFile, .deleteFile, .stopComponent, .linkSlot, .startComponent, .healthCheck: return true
                 }
             }
         }
@@ -340,7 +353,7 @@ public struct ApplyEngine: Sendable {
 
     /// One line per region of the plan: applied, failed (with every failed
     /// host, and those locked by others) or locked.
-    func summarise(_ plan: Plan, run: RunID, seen: LockedObservation, outcomes: [HostID: Result<Bool, HostFailure>]) -> ApplyReport {
+    func summarise(_ plan: Plan, run: RunID, seen: LockedObservation, outcomes: [HostID: Result<Bool, HostFailure>], regions waves: [String: RegionApplyResult] = [:]) -> ApplyReport {
         var failures = seen.failures
         var changed: [String: Int] = [:]
         for (id, outcome) in outcomes.sorted(by: { $0.key < $1.key }) {
@@ -352,6 +365,7 @@ public struct ApplyEngine: Sendable {
         let regions = plan.regions.map { region -> RegionApplyOutcome in
             if let failed = failures[region.name] { return RegionApplyOutcome(region: region.name, result: .failed(failed + (seen.heldElsewhere[region.name] ?? []))) }
             if let held = seen.heldElsewhere[region.name] { return RegionApplyOutcome(region: region.name, result: .locked(held)) }
+            if let decided = waves[region.name] { return RegionApplyOutcome(region: region.name, result: decided) }
             return RegionApplyOutcome(region: region.name, result: .applied(hostsChanged: changed[region.name] ?? 0, hosts: region.hosts.count))
         }
         return ApplyReport(run: run, planHash: plan.hash, regions: regions)

@@ -201,16 +201,19 @@ extension DriftRemediator {
         }
         let report = try await apply.apply(remediation.plan, fleet: remediation.fleet)
         var failed: [HostID: String] = [:]
+        var regionFailed: [String: String] = [:]
         for region in report.regions {
             switch region.result {
             case .applied: continue
             case .failed(let hosts), .locked(let hosts):
                 for host in hosts { failed[HostID(region: host.region, host: host.host)] = host.reason }
+            case .rolledBack(let reasons): regionFailed[region.region] = "rolled back: " + reasons.joined(separator: "; ")
+            case .notStarted(let reason): regionFailed[region.region] = "not started: " + reason
             }
         }
         let outcomes = named.map { remedy in
             let finding = remedy.finding
-            if let reason = failed[finding.hostID] {
+            if let reason = failed[finding.hostID] ?? regionFailed[finding.region] {
                 return DriftRemedyOutcome(remedy: remedy, result: "apply \(report.run) failed: \(reason)", succeeded: false)
             }
             return DriftRemedyOutcome(remedy: remedy, result: "fixed by apply \(report.run)", succeeded: true)

@@ -31,6 +31,9 @@ public enum ApplyEvent: Sendable {
     case stepStarted(region: String, host: String, step: String)
     case stepFinished(region: String, host: String, step: String, error: String?)
     case hostFinished(region: String, host: String, error: String?)
+    /// A wave with `approval: true` waits for `meridian rollout promote`.
+    case waitingForApproval(wave: String)
+    case rollout(RolloutEvent)
 }
 
 /// Carries out one host's steps over an open session, journaling each
@@ -95,9 +98,7 @@ struct HostApplier: Sendable {
             }
             _ = try await session.run(RemoteScripts.start(root: root, layout: layout, slot: slot))
         case .healthCheck(let component, let slot, let port, let path):
-            try await healthCheck(component: component, slot: slot, port: port, path: path)
-        case .smokeProbe(let component, let slot, let port, let probe):
-            try await Self.smokeProbe(probe, component: component, slot: slot, port: port, on: session)
+            try await Self.healthCheck(component: component, slot: slot, port: port, path: path, root: desired.root, timings: timings, on: session)
         case .writeManifest:
             // The prepare step, always first, created state/.
             _ = try await session.upload(manifest.encoded(), to: RemoteScripts.join(root, HostManifest.path), mode: 0o644)
@@ -124,7 +125,7 @@ struct HostApplier: Sendable {
 
     /// Asks the slot's port through the SSH connection until it answers 2xx,
     /// a bounded number of times; stops early when the process died.
-    func healthCheck(component: String, slot: SlotName, port: Int, path: String) async throws {
+    static func healthCheck(component: String, slot: SlotName, port: Int, path: String, root: String, timings: ApplyTimings, on session: SSHSession) async throws {
         var last = "no answer"
         for attempt in 1...max(1, timings.healthAttempts) {
             do {
@@ -135,13 +136,13 @@ struct HostApplier: Sendable {
                 last = "\(error)"
             }
             if attempt % 8 == 0 {
-                let running = try await session.exec(RemoteScripts.isRunning(root: desired.root, component: component, slot: slot))
+                let running = try await session.exec(RemoteScripts.isRunning(root: root, component: component, slot: slot))
                 if running.stdoutText.hasPrefix("dead") { last = "the process exited"; break }
             }
             try await Task.sleep(for: timings.healthInterval)
         }
-        let tail = (try? await session.exec(RemoteScripts.logTail(root: desired.root, component: component, slot: slot)).stdoutText) ?? ""
-        let log = tail.isEmpty ? "" : "; last lines of \(RemoteScripts.logFile(root: desired.root, component: component, slot: slot)):\n\(tail)"
+        let tail = (try? await session.exec(RemoteScripts.logTail(root: root, component: component, slot: slot)).stdoutText) ?? ""
+        let log = tail.isEmpty ? "" : "; last lines of \(RemoteScripts.logFile(root: root, component: component, slot: slot)):\n\(tail)"
         throw HostStepError(step: "health check of \(component) (\(slot.rawValue)) on 127.0.0.1:\(port)\(path)", reason: "\(last)\(log)")
     }
 }

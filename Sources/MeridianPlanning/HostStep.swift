@@ -18,8 +18,6 @@ public enum HostStep: Sendable, Equatable {
     case linkSlot(component: String, slot: SlotName, version: String)
     case startComponent(component: String, slot: SlotName)
     case healthCheck(component: String, slot: SlotName, port: Int, path: String)
-    /// A smoke probe sent straight to a slot that takes no traffic yet (blue-green and canary).
-    case smokeProbe(component: String, slot: SlotName, port: Int, probe: SmokeProbe)
     case writeManifest
 
     /// The sentence the journal and progress lines show.
@@ -33,7 +31,6 @@ public enum HostStep: Sendable, Equatable {
         case .linkSlot(let component, let slot, let version): return "point slot \(component)/\(slot.rawValue) at \(version)"
         case .startComponent(let component, let slot): return "start \(component) (\(slot.rawValue))"
         case .healthCheck(let component, let slot, let port, let path): return "health-check \(component) (\(slot.rawValue)) on port \(port) \(path)"
-        case .smokeProbe(let component, let slot, let port, let probe): return "smoke-probe \(probe.name) of \(component) (\(slot.rawValue)): \(probe.method) \(probe.path) on port \(port)"
         case .writeManifest: return "write \(HostManifest.path)"
         }
     }
@@ -73,11 +70,13 @@ public enum HostStep: Sendable, Equatable {
                 steps.append(.stopComponent(component: layout.component, slot: slot))
                 steps.append(.linkSlot(component: layout.component, slot: slot, version: layout.version))
                 steps.append(.startComponent(component: layout.component, slot: slot))
-                steps.append(.healthCheck(component: layout.component, slot: slot, port: layout.port(slot), path: layout.healthPath))
                 switch action.strategy ?? .recreate {
-                case .recreate: break
+                case .recreate:
+                    steps.append(.healthCheck(component: layout.component, slot: slot, port: layout.port(slot), path: layout.healthPath))
                 case .blueGreen, .canary:
-                    steps += layout.smoke.map { .smokeProbe(component: layout.component, slot: slot, port: layout.port(slot), probe: $0) }
+                    // The rollout health-checks and smoke-probes the idle slot as its own phases, so a
+                    // failure there returns the region to its stable slot instead of failing a host step.
+                    break
                 }
             case .restartComponent:
                 flushExtras()

@@ -86,6 +86,7 @@ public enum Planner {
 
         var upgrades: [PlanAction] = []
         var restarts: [PlanAction] = []
+        var rolloutNotes: [String] = []
         let changedPaths = (writes + deletes).reduce(into: [String: [String]]()) { changed, action in
             if let component = action.component { changed[component, default: []].append(action.subject) }
         }
@@ -94,6 +95,12 @@ public enum Planner {
             let slot = recorded?.activeSlot ?? ComponentSlotLayout.firstSlot
             let current = recorded?.activeVersion
                 ?? versionFromLink(observed.slotTarget(component: layout.component, slot: slot), component: layout.component)
+            if current != layout.version, let recorded, recorded.slot(slot.other).version == layout.version, recorded.slot(slot.other).weight > 0 {
+                // A rollout to this version is moving traffic: its weights are desired state, and the
+                // rollout (not a new upgrade) carries it on, so the plan leaves the slots alone.
+                rolloutNotes.append("a rollout of \(layout.component) to \(layout.version) is in progress (\(recorded.slot(slot.other).weight)% on \(slot.other.rawValue)); `meridian apply` or `meridian rollout resume \(desired.region)` carries it on")
+                continue
+            }
             if current != layout.version {
                 var reasons: [String] = []
                 if current == nil {
@@ -145,7 +152,7 @@ public enum Planner {
             actions = [PlanAction(id: actionID(.noOp, hostID.description), kind: .noOp, subject: hostID.description)]
         }
         let sensitive = desired.files.filter(\.content.isSensitive).map(\.path).sorted()
-        var warnings: [String] = []
+        var warnings: [String] = rolloutNotes
         switch observed.manifest {
         case .absent, .present: break
         case .unreadable(_, let reason):
@@ -253,7 +260,7 @@ public enum Planner {
 
     /// The version a slot link points at: the last component of a target
     /// ending in `releases/<component>/<version>`, absolute or relative.
-    static func versionFromLink(_ target: String?, component: String) -> String? {
+    public static func versionFromLink(_ target: String?, component: String) -> String? {
         guard let target else { return nil }
         let parts = target.split(separator: "/").map(String.init)
         guard parts.count >= 3, parts[parts.count - 3] == "releases", parts[parts.count - 2] == component else { return nil }

@@ -37,13 +37,14 @@ struct ApplyTestFleet {
     func component(_ index: Int) -> String { "inference-\(regions[index])" }
     func port(_ index: Int) -> Int { portBase + 2 * index }
 
-    /// Rewrites meridian.yaml with every component at `version`.
-    func setPlatform(_ version: String) throws {
+    /// Rewrites meridian.yaml with every component at `version`, upgraded
+    /// by `strategy` (with `extra` YAML lines under each component), and `waves` appended verbatim.
+    func setPlatform(_ version: String, strategy: String? = nil, extra: [String] = [], gracePeriod: String? = nil, waves: String? = nil) throws {
         var text = """
         version: 1
         name: apply-test
         defaults:
-          ssh:
+        \(gracePeriod.map { "  grace_period: \($0)\n" } ?? "")  ssh:
             user: \(cluster.user)
             port: \(cluster.hosts[0].port)
             identity: \(cluster.identityFile)
@@ -62,9 +63,12 @@ struct ApplyTestFleet {
                 ports: { blue: \(port(index)), green: \(port(index) + 1) }
 
             """
+            if let strategy { text += "    strategy: \(strategy)\n" }
+            for line in extra { text += "    \(line)\n" }
         }
         text += "platform:\n"
         for index in regions.indices { text += "  \(component(index)): \(version)\n" }
+        if let waves { text += waves }
         try text.write(to: directory.appendingPathComponent("meridian.yaml"), atomically: true, encoding: .utf8)
     }
 
