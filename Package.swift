@@ -73,8 +73,9 @@ let package = Package(
         // The thin executable.
         .executableTarget(name: "meridian", dependencies: ["MeridianCLI"]),
 
-        // Real sshd (and later nginx) processes on loopback addresses for
-        // integration tests, benchmarks and by-hand use.
+        // Real sshd (and later nginx) processes on loopback addresses, and the
+        // example stack laid out in test fleets, for integration tests,
+        // benchmarks and by-hand use.
         .target(name: "MeridianTestHosts", dependencies: ["MeridianBasics"]),
 
         // Starts and stops test hosts by hand: `meridian-testhosts up --count N --dir D`.
@@ -105,7 +106,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MeridianCLITests",
-            dependencies: ["MeridianCLI", "MeridianPlanning", "MeridianTestHosts", "MeridianBasics"]
+            dependencies: ["MeridianCLI", "MeridianEngine", "MeridianModel", "MeridianPlanning", "MeridianSSH", "MeridianTestHosts", "MeridianBasics"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -26,7 +26,11 @@ public struct ArtifactProblem: Error, Sendable, Equatable, CustomStringConvertib
 /// Turns the `artifacts/…` entries a fleet's regions need into tar files
 /// named by their SHA-256. A folder is packed deterministically (sorted
 /// names, mtime 0, owner and group 0, numeric ids) so that the same tree
-/// always gives the same bytes and the same hash, on any control plane; a
+/// always gives the same bytes and the same hash, on any control plane.
+/// Symbolic links in a folder are followed, so the release on the host holds
+/// real files (versions can share code through links, as the example stack's
+/// do); a link that leads outside the fleet repository, to anything but a
+/// file or folder, or around a loop stops the preparation instead. A
 /// file is taken as it is and must be a tar archive (`tar -xf` reads it on
 /// the host, compressed or not). Packed folders are cached under
 /// `<fleet>/.meridian/artifacts/<sha256>.tar`.
@@ -95,6 +99,9 @@ public struct ArtifactPreparation: Sendable {
                 localPath: path
             ))
         }
+        if let reason = Self.linkProblem(folder: path, fleetRoot: fleetRoot.path, shown: resolved) {
+            return problem(reason)
+        }
         do {
             try FileManager.default.createDirectory(at: cacheFolder, withIntermediateDirectories: true)
         } catch {
@@ -123,10 +130,65 @@ public struct ArtifactPreparation: Sendable {
         ))
     }
 
-    /// GNU tar options that make the archive depend on names, contents and modes only.
+    /// GNU tar options that make the archive depend on names, contents and
+    /// modes only, following symbolic links (checked by `linkProblem` first).
     public static func packArguments(folder: String, into archive: String) -> [String] {
-        ["tar", "--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "--format=gnu",
+        ["tar", "--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "--format=gnu", "--dereference",
          "-C", folder, "-cf", archive, "."]
+    }
+
+    /// Why the folder cannot be packed with its links followed, or nil: every
+    /// link under it (and the folder itself) must resolve inside `fleetRoot`
+    /// to a regular file or a folder, and no link may lead back to a folder
+    /// it is in. `shown` is the folder as the fleet names it.
+    public static func linkProblem(folder: String, fleetRoot: String, shown: String) -> String? {
+        guard let root = realPath(fleetRoot) else { return "the fleet repository \(fleetRoot) cannot be resolved" }
+        func inside(_ path: String) -> Bool { path == root || path.hasPrefix(root.hasSuffix("/") ? root : root + "/") }
+        guard let start = realPath(folder), inside(start) else {
+            return "artifact \(shown) resolves outside the fleet repository: keep artifacts inside it"
+        }
+        // (real folder, how the fleet names it, real folders above it) still to read.
+        var pending: [(String, String, [String])] = [(start, shown, [start])]
+        var visited = 0
+        while let (real, named, chain) = pending.popLast() {
+            visited += 1
+            guard visited <= 100_000 else { return "artifact \(shown) holds more than 100000 folders" }
+            let names: [String]
+            do { names = try FileManager.default.contentsOfDirectory(atPath: real).sorted() } catch {
+                return "artifact folder \(named) cannot be read: \(error.localizedDescription)"
+            }
+            for name in names {
+                let path = real + "/" + name
+                var info = stat()
+                guard lstat(path, &info) == 0 else { return "\(named)/\(name) cannot be read: \(String(cString: strerror(errno)))" }
+                let isLink = (info.st_mode & S_IFMT) == S_IFLNK
+                var target = path
+                if isLink {
+                    guard let resolved = realPath(path) else { return "the link \(named)/\(name) leads nowhere: fix or remove it" }
+                    guard inside(resolved) else { return "the link \(named)/\(name) leads outside the fleet repository: artifacts may link only to files inside it" }
+                    guard stat(resolved, &info) == 0 else { return "\(named)/\(name) cannot be read: \(String(cString: strerror(errno)))" }
+                    target = resolved
+                }
+                switch info.st_mode & S_IFMT {
+                case S_IFREG:
+                    continue
+                case S_IFDIR:
+                    if isLink, chain.contains(where: { target == $0 || $0.hasPrefix(target + "/") }) {
+                        return "the link \(named)/\(name) leads back to a folder it is in: a release would never end"
+                    }
+                    pending.append((target, "\(named)/\(name)", chain + [target]))
+                default:
+                    return "\(named)/\(name) is neither a file nor a folder: an artifact holds only files and folders"
+                }
+            }
+        }
+        return nil
+    }
+
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 }
 

@@ -94,6 +94,8 @@ public struct DriftEngine: Sendable {
         let (desired, desiredVersions) = renderDesired(regions: Set(regionNames))
         let healthPaths = Dictionary(fleet.settings.components.map { ($0.name, $0.health) }, uniquingKeysWith: { a, _ in a })
         let roots = Dictionary(targets.map { (HostID(region: $0.region.name, host: $0.host.name), $0.host.effectiveRoot(fleet.settings.defaults)) }, uniquingKeysWith: { a, _ in a })
+        // Manifests written before addresses were recorded: the fleet's service address.
+        let serviceAddresses = Dictionary(targets.map { (HostID(region: $0.region.name, host: $0.host.name), $0.host.serviceAddress) }, uniquingKeysWith: { a, _ in a })
         let healthTimeout = self.healthTimeout
         let recordedManifests = recorded
 
@@ -117,15 +119,16 @@ public struct DriftEngine: Sendable {
                 guard observed.process(component: name, slot: slot)?.alive == true else { continue }
                 try Task.checkCancellation()
                 let port = component.slot(slot).port
+                let address = component.slot(slot).address ?? serviceAddresses[key] ?? session.endpoint.address
                 let path = healthPaths[name] ?? "/healthz"
                 let outcome: ComponentHealth.Outcome
                 do {
-                    let response = try await session.httpRequest(port: port, path: path, timeout: healthTimeout)
+                    let response = try await session.httpRequest(address: address, port: port, path: path, timeout: healthTimeout)
                     outcome = (200..<300).contains(response.status) ? .healthy : .unhealthy("HTTP \(response.status) \(response.reason)")
                 } catch let error as SSHError {
-                    if case .tunnelFailed(_, let reason) = error.kind { outcome = .unhealthy(reason) } else { throw error }
+                    if case .tunnelFailed(_, _, let reason) = error.kind { outcome = .unhealthy(reason) } else { throw error }
                 }
-                health.append(ComponentHealth(component: name, slot: slot, port: port, path: path, outcome: outcome))
+                health.append(ComponentHealth(component: name, slot: slot, address: address, port: port, path: path, outcome: outcome))
             }
             return HostLook(observed: observed, hostNow: hostNow, applied: applied, source: source, health: health)
         }

@@ -97,39 +97,36 @@ struct HostApplier: Sendable {
                 throw HostStepError(step: step.summary, reason: "component \(component) is not in the desired state")
             }
             _ = try await session.run(RemoteScripts.start(root: root, layout: layout, slot: slot))
-        case .healthCheck(let component, let slot, let port, let path):
-            try await Self.healthCheck(component: component, slot: slot, port: port, path: path, root: desired.root, timings: timings, on: session)
+        case .healthCheck(let component, let slot, let address, let port, let path):
+            try await Self.healthCheck(component: component, slot: slot, address: address, port: port, path: path, root: desired.root, timings: timings, on: session)
         case .writeManifest:
             // The prepare step, always first, created state/.
             _ = try await session.upload(manifest.encoded(), to: RemoteScripts.join(root, HostManifest.path), mode: 0o644)
         }
     }
 
-    /// Sends one smoke probe straight to a slot's port through the SSH
-    /// connection; fails naming what was expected and what came back.
-    static func smokeProbe(_ probe: SmokeProbe, component: String, slot: SlotName, port: Int, on session: SSHSession) async throws {
-        let place = "smoke probe \(probe.name) of \(component) (\(slot.rawValue)): \(probe.method) 127.0.0.1:\(port)\(probe.path)"
+    /// Sends one smoke probe straight to a slot's address and port through
+    /// the SSH connection; fails naming what was expected and what came back.
+    static func smokeProbe(_ probe: SmokeProbe, component: String, slot: SlotName, address: String, port: Int, on session: SSHSession) async throws {
+        let place = "smoke probe \(probe.name) of \(component) (\(slot.rawValue)): \(probe.method) \(HostPort(address, port))\(probe.path)"
         let response: HTTPResponse
         do {
-            response = try await session.httpRequest(method: probe.method, port: port, path: probe.path, timeout: .seconds(5))
+            response = try await session.httpRequest(method: probe.method, address: address, port: port, path: probe.path, timeout: .seconds(5))
         } catch {
             throw HostStepError(step: place, reason: "no answer: \(error)")
         }
-        guard response.status == probe.expectStatus else {
-            throw HostStepError(step: place, reason: "expected HTTP \(probe.expectStatus), got \(response.status) \(response.reason)")
-        }
-        if let wanted = probe.expectBodyContains, !String(decoding: response.body, as: UTF8.self).contains(wanted) {
-            throw HostStepError(step: place, reason: "the answer does not contain \"\(wanted)\"")
+        if let failure = probe.failure(status: response.status, body: String(decoding: response.body, as: UTF8.self)) {
+            throw HostStepError(step: place, reason: failure)
         }
     }
 
-    /// Asks the slot's port through the SSH connection until it answers 2xx,
-    /// a bounded number of times; stops early when the process died.
-    static func healthCheck(component: String, slot: SlotName, port: Int, path: String, root: String, timings: ApplyTimings, on session: SSHSession) async throws {
+    /// Asks the slot's address and port through the SSH connection until it
+    /// answers 2xx, a bounded number of times; stops early when the process died.
+    static func healthCheck(component: String, slot: SlotName, address: String, port: Int, path: String, root: String, timings: ApplyTimings, on session: SSHSession) async throws {
         var last = "no answer"
         for attempt in 1...max(1, timings.healthAttempts) {
             do {
-                let response = try await session.httpRequest(port: port, path: path, timeout: .seconds(3))
+                let response = try await session.httpRequest(address: address, port: port, path: path, timeout: .seconds(3))
                 if (200..<300).contains(response.status) { return }
                 last = "HTTP \(response.status) \(response.reason)"
             } catch {
@@ -143,6 +140,6 @@ struct HostApplier: Sendable {
         }
         let tail = (try? await session.exec(RemoteScripts.logTail(root: root, component: component, slot: slot)).stdoutText) ?? ""
         let log = tail.isEmpty ? "" : "; last lines of \(RemoteScripts.logFile(root: root, component: component, slot: slot)):\n\(tail)"
-        throw HostStepError(step: "health check of \(component) (\(slot.rawValue)) on 127.0.0.1:\(port)\(path)", reason: "\(last)\(log)")
+        throw HostStepError(step: "health check of \(component) (\(slot.rawValue)) on \(HostPort(address, port))\(path)", reason: "\(last)\(log)")
     }
 }

@@ -262,7 +262,7 @@ public struct RolloutDriver: Sendable {
                     if !running.stdoutText.hasPrefix("alive") {
                         _ = try await session.run(RemoteScripts.start(root: host.root, layout: layout, slot: slot))
                     }
-                    try await HostApplier.healthCheck(component: component, slot: slot, port: layout.port(slot), path: layout.healthPath,
+                    try await HostApplier.healthCheck(component: component, slot: slot, address: layout.address, port: layout.port(slot), path: layout.healthPath,
                                                       root: host.root, timings: timings, on: session)
                 }
             }
@@ -272,7 +272,7 @@ public struct RolloutDriver: Sendable {
                 let layout = try layout(host, component)
                 do {
                     try await withSession(host, sessions) { session in
-                        try await HostApplier.healthCheck(component: component, slot: slot, port: layout.port(slot), path: layout.healthPath,
+                        try await HostApplier.healthCheck(component: component, slot: slot, address: layout.address, port: layout.port(slot), path: layout.healthPath,
                                                           root: host.root, timings: timings, on: session)
                     }
                 } catch let error as HostStepError {
@@ -287,7 +287,7 @@ public struct RolloutDriver: Sendable {
                 for probe in layout.smoke {
                     do {
                         try await withSession(host, sessions) { session in
-                            try await HostApplier.smokeProbe(probe, component: component, slot: slot, port: layout.port(slot), on: session)
+                            try await HostApplier.smokeProbe(probe, component: component, slot: slot, address: layout.address, port: layout.port(slot), on: session)
                         }
                     } catch let error as HostStepError {
                         results.smoke = .failed("host \(host.id): \(error)")

@@ -94,6 +94,9 @@ struct FleetValidator {
     private mutating func checkHosts() {
         var names: [String: (Region, Int)] = [:]
         var endpoints: [String: (Region, Int)] = [:]
+        // Slot ports in use at each service address: two hosts on one machine
+        // (one address) running the same component would bind the same port.
+        var listeners: [String: (Region, Int, String)] = [:]
         let defaults = fleet.settings.defaults
         for region in regions {
             for (i, host) in region.hosts.enumerated() {
@@ -107,6 +110,17 @@ struct FleetValidator {
                     error(region.file, "hosts[\(i)].address", "\(host.address) port \(host.effectivePort(defaults)) is already host \(other.hosts[j].name) of region \(other.name): each host needs its own address or port")
                 } else {
                     endpoints[endpoint] = (region, i)
+                }
+                // A host that repeats another's SSH endpoint is already an error; its ports would only repeat it.
+                guard endpoints[endpoint]?.0.name == region.name, endpoints[endpoint]?.1 == i else { continue }
+                let field = host.listen == nil ? "address" : "listen"
+                for component in fleet.settings.components where host.components.contains(component.name) {
+                    let keys = [component.ports.blue, component.ports.green].map { "\(host.serviceAddress.lowercased()) \($0)" }
+                    if let key = keys.first(where: { listeners[$0] != nil }), let (other, j, otherComponent) = listeners[key] {
+                        error(region.file, "hosts[\(i)].\(field)", "\(component.name) on \(host.name) would listen on \(host.serviceAddress) port \(key.split(separator: " ").last ?? ""), where \(otherComponent) of host \(other.hosts[j].name) (region \(other.name)) listens: give each host its own service address with listen, or run the component on one of them")
+                    } else {
+                        for key in keys { listeners[key] = (region, i, component.name) }
+                    }
                 }
             }
         }

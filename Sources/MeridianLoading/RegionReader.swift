@@ -70,7 +70,7 @@ enum RegionReader {
     }
 
     static func readHost(_ node: Node, _ path: String, _ r: inout NodeReader) -> FleetHost? {
-        let keys = ["name", "address", "port", "user", "host_key", "roles", "root"]
+        let keys = ["name", "address", "listen", "port", "user", "host_key", "roles", "root"]
         guard let map = r.mapping(node, path, known: keys, required: ["name", "address", "roles"], what: "a host: a mapping with name, address and roles") else { return nil }
         let name = map["name"].flatMap { r.name($0, NodeReader.join(path, "name"), what: "a host name") }
         var address: String?
@@ -79,6 +79,15 @@ enum RegionReader {
             else { r.error(n, NodeReader.join(path, "address"), "expected an IPv4 or IPv6 address or a DNS name, got \"\(v)\"") }
         }
         var host = FleetHost(name: name ?? "", address: address ?? "", roles: [])
+        if let n = map["listen"], let v = r.nonEmptyString(n, NodeReader.join(path, "listen")) {
+            if !HostAddress.isValid(v) {
+                r.error(n, NodeReader.join(path, "listen"), "expected the IPv4 or IPv6 address or DNS name where the host's services listen, got \"\(v)\"")
+            } else if HostAddress.isUnspecified(v) {
+                r.error(n, NodeReader.join(path, "listen"), "\(v) means every address and cannot be reached: give the one address the region's gateway reaches this host on")
+            } else {
+                host.listen = v
+            }
+        }
         if let n = map["port"] { host.port = r.integer(n, NodeReader.join(path, "port"), in: 1...65535) }
         if let n = map["user"] { host.user = r.nonEmptyString(n, NodeReader.join(path, "user")) }
         if let n = map["host_key"], let keys = r.stringOrList(n, NodeReader.join(path, "host_key")) {
@@ -181,6 +190,17 @@ public enum HostAddress {
         return parts.count == 4 && parts.allSatisfy { part in
             !part.isEmpty && part.count <= 3 && part.allSatisfy(\.isNumber) && (Int(part) ?? 256) <= 255 && !(part.count > 1 && part.first == "0")
         }
+    }
+
+    /// `0.0.0.0` or `::`: an address to bind every interface, never one to reach a host at.
+    public static func isUnspecified(_ text: String) -> Bool {
+        if isIPv4(text) { return text == "0.0.0.0" }
+        guard isIPv6(text) else { return false }
+        var address = text
+        if address.hasPrefix("[") && address.hasSuffix("]") { address = String(address.dropFirst().dropLast()) }
+        var buffer = in6_addr()
+        _ = address.withCString { inet_pton(AF_INET6, $0, &buffer) }
+        return withUnsafeBytes(of: &buffer) { $0.allSatisfy { $0 == 0 } }
     }
 
     public static func isIPv6(_ text: String) -> Bool {

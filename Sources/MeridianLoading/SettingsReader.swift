@@ -93,13 +93,20 @@ enum SettingsReader {
         if let n = map["start"] {
             start = r.stringList(n, NodeReader.join(path, "start"), what: "the start command as a list of arguments, e.g. [bin/serve, --port, \"{port}\"]")
             if start?.isEmpty == true { r.error(n, NodeReader.join(path, "start"), "the start command needs at least the program to run") ; start = nil }
+            for (i, word) in (start ?? []).enumerated() {
+                for placeholder in Component.placeholders(in: word) where !Component.startPlaceholders.contains(placeholder) {
+                    var message = "unknown placeholder {\(placeholder)}: the start command can use \(Component.startPlaceholders.map { "{\($0)}" }.joined(separator: ", "))"
+                    if let s = Suggestion.closest(to: placeholder, among: Component.startPlaceholders) { message += "; did you mean {\(s)}?" }
+                    r.error(nil, NodeReader.index(NodeReader.join(path, "start"), i), message)
+                }
+            }
         }
         var ports: SlotPorts?
         if let n = map["ports"] { ports = readPorts(n, NodeReader.join(path, "ports"), &r) }
         var component = Component(name: name, artifact: artifact ?? .path(""), start: start ?? [], ports: ports ?? SlotPorts(blue: 0, green: 0))
         if let n = map["health"], let v = r.nonEmptyString(n, NodeReader.join(path, "health")) {
-            if v.hasPrefix("/") { component.health = v }
-            else { r.error(n, NodeReader.join(path, "health"), "expected an HTTP path starting with '/', got \"\(v)\"") }
+            if isRequestPath(v) { component.health = v }
+            else { r.error(n, NodeReader.join(path, "health"), "expected an HTTP path starting with '/' without spaces (write %20), got \"\(v)\"") }
         }
         if let n = map["smoke"], let items = r.sequence(n, NodeReader.join(path, "smoke")) {
             for (i, item) in items.enumerated() {
@@ -157,11 +164,16 @@ enum SettingsReader {
         return SlotPorts(blue: blue, green: green)
     }
 
+    /// A path (and query) meridian can send as it is on a request line.
+    static func isRequestPath(_ text: String) -> Bool {
+        text.hasPrefix("/") && !text.unicodeScalars.contains { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7f }
+    }
+
     static func readProbe(_ node: Node, _ path: String, _ r: inout NodeReader) -> SmokeProbe? {
         guard let map = r.mapping(node, path, known: ["name", "method", "path", "expect_status", "expect_body"], required: ["path"]) else { return nil }
         guard let probePath = map["path"].flatMap({ r.nonEmptyString($0, NodeReader.join(path, "path")) }) else { return nil }
-        guard probePath.hasPrefix("/") else {
-            r.error(map["path"], NodeReader.join(path, "path"), "expected an HTTP path starting with '/', got \"\(probePath)\"")
+        guard isRequestPath(probePath) else {
+            r.error(map["path"], NodeReader.join(path, "path"), "expected an HTTP path starting with '/' without spaces (write %20), got \"\(probePath)\"")
             return nil
         }
         var probe = SmokeProbe(name: probePath, path: probePath)
@@ -177,7 +189,7 @@ enum SettingsReader {
 
     static func readCanary(_ node: Node, _ path: String, _ r: inout NodeReader) -> CanarySettings {
         var canary = CanarySettings()
-        guard let map = r.mapping(node, path, known: ["steps", "pause", "analysis"]) else { return canary }
+        guard let map = r.mapping(node, path, known: ["steps", "pause", "analysis", "inconclusive"]) else { return canary }
         if let n = map["steps"], let items = r.sequence(n, NodeReader.join(path, "steps"), what: "a list of traffic percentages such as [10, 50, 100]") {
             var steps: [Int] = []
             for (i, item) in items.enumerated() {
@@ -194,16 +206,37 @@ enum SettingsReader {
         if let n = map["pause"], let v = r.duration(n, NodeReader.join(path, "pause")) { canary.pause = v }
         if let n = map["analysis"] {
             let p = NodeReader.join(path, "analysis")
-            let keys = ["max_error_rate", "max_p99_latency", "min_requests", "max_error_rate_increase", "max_latency_ratio"]
+            let keys = ["max_error_rate", "max_p99_latency", "min_requests", "max_error_rate_increase", "max_latency_ratio", "confidence"]
             if let a = r.mapping(n, p, known: keys) {
                 if let n = a["max_error_rate"], let v = r.number(n, NodeReader.join(p, "max_error_rate"), in: 0...1) { canary.analysis.maxErrorRate = v }
                 if let n = a["max_p99_latency"], let v = r.duration(n, NodeReader.join(p, "max_p99_latency")) { canary.analysis.maxP99Latency = v }
                 if let n = a["min_requests"], let v = r.integer(n, NodeReader.join(p, "min_requests"), in: 1...10_000_000) { canary.analysis.minRequests = v }
                 if let n = a["max_error_rate_increase"], let v = r.number(n, NodeReader.join(p, "max_error_rate_increase"), in: 0...1) { canary.analysis.maxErrorRateIncrease = v }
                 if let n = a["max_latency_ratio"], let v = r.number(n, NodeReader.join(p, "max_latency_ratio"), in: 1...1000) { canary.analysis.maxLatencyRatio = v }
+                if let n = a["confidence"], let v = r.number(n, NodeReader.join(p, "confidence"), in: 0.5...0.9999) { canary.analysis.confidence = v }
             }
         }
+        if let n = map["inconclusive"] { canary.inconclusive = readInconclusive(n, NodeReader.join(path, "inconclusive"), &r) }
         return canary
+    }
+
+    static func readInconclusive(_ node: Node, _ path: String, _ r: inout NodeReader) -> InconclusiveHandling {
+        var handling = InconclusiveHandling()
+        guard let map = r.mapping(node, path, known: ["wait", "then"], what: "a mapping such as { wait: 5m, then: hold }") else { return handling }
+        if let n = map["wait"], let v = r.duration(n, NodeReader.join(path, "wait")) {
+            if v <= .seconds(86_400) { handling.wait = v }
+            else { r.error(n, NodeReader.join(path, "wait"), "expected at most 1d of extra waiting, got \(DurationText.format(v)): use then: hold to leave a step to an operator") }
+        }
+        if let n = map["then"], let v = r.string(n, NodeReader.join(path, "then"), what: "fail or hold") {
+            if let outcome = InconclusiveOutcome(rawValue: v) { handling.then = outcome }
+            else {
+                let names = InconclusiveOutcome.allCases.map(\.rawValue)
+                var message = "expected fail (roll back) or hold (wait for meridian rollout promote), got \"\(v)\""
+                if let s = Suggestion.closest(to: v, among: names) { message += "; did you mean \"\(s)\"?" }
+                r.error(n, NodeReader.join(path, "then"), message)
+            }
+        }
+        return handling
     }
 
     static func readWave(_ node: Node, _ path: String, _ r: inout NodeReader) -> Wave? {

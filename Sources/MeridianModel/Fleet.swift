@@ -152,7 +152,7 @@ public struct Component: Sendable, Equatable {
     public var name: String
     public var artifact: ArtifactSource
     /// The argv that starts the component, run from its slot folder;
-    /// `{port}`, `{slot}`, `{version}` and `{root}` are replaced when it starts.
+    /// `{address}`, `{port}`, `{slot}`, `{version}` and `{root}` are replaced when it starts.
     public var start: [String]
     public var ports: SlotPorts
     /// HTTP path answered with 2xx when the component is healthy.
@@ -160,6 +160,22 @@ public struct Component: Sendable, Equatable {
     public var smoke: [SmokeProbe]
     public var strategy: RolloutStrategy
     public var canary: CanarySettings
+
+    /// The names a start command may write in braces; each is replaced when a slot starts.
+    public static let startPlaceholders = ["address", "port", "slot", "version", "root"]
+
+    /// The `{name}` placeholders in one word of a start command (lower-case names only,
+    /// so literal braces such as JSON in an argument are left alone).
+    public static func placeholders(in word: String) -> [String] {
+        let characters = Array(word)
+        var found: [String] = []
+        for (open, character) in characters.enumerated() where character == "{" {
+            var end = open + 1
+            while end < characters.count, ("a"..."z").contains(characters[end]) || characters[end] == "_" { end += 1 }
+            if end > open + 1, end < characters.count, characters[end] == "}" { found.append(String(characters[(open + 1)..<end])) }
+        }
+        return found
+    }
 
     public init(name: String, artifact: ArtifactSource, start: [String], ports: SlotPorts, health: String = "/healthz", smoke: [SmokeProbe] = [], strategy: RolloutStrategy = .recreate, canary: CanarySettings = CanarySettings()) {
         self.name = name
@@ -204,7 +220,7 @@ public enum Slot: String, Sendable, Codable, CaseIterable, Hashable, Comparable 
     public static func < (a: Slot, b: Slot) -> Bool { a.rawValue < b.rawValue }
 }
 
-/// Each slot of a component listens on its own port on 127.0.0.1.
+/// Each slot of a component listens on its own port at the host's service address.
 public struct SlotPorts: Sendable, Equatable {
     public var blue: Int
     public var green: Int
@@ -254,12 +270,38 @@ public struct CanarySettings: Sendable, Equatable {
     /// How long each step runs before its analysis.
     public var pause: Duration
     public var analysis: CanaryAnalysis
+    /// What a step whose analysis cannot judge it (too few requests) does.
+    public var inconclusive: InconclusiveHandling
 
-    public init(steps: [Int] = [10, 50, 100], pause: Duration = .seconds(60), analysis: CanaryAnalysis = CanaryAnalysis()) {
+    public init(steps: [Int] = [10, 50, 100], pause: Duration = .seconds(60), analysis: CanaryAnalysis = CanaryAnalysis(), inconclusive: InconclusiveHandling = InconclusiveHandling()) {
         self.steps = steps
         self.pause = pause
         self.analysis = analysis
+        self.inconclusive = inconclusive
     }
+}
+
+/// How long an inconclusive canary step may run past its pause to gather
+/// enough requests, and what happens when it is still inconclusive then.
+public struct InconclusiveHandling: Sendable, Equatable {
+    /// Extra time beyond the step's pause; the step's window grows with it.
+    public var wait: Duration
+    public var then: InconclusiveOutcome
+
+    public static let standardWait: Duration = .seconds(300)
+
+    public init(wait: Duration = InconclusiveHandling.standardWait, then: InconclusiveOutcome = .fail) {
+        self.wait = wait
+        self.then = then
+    }
+}
+
+/// What a canary step that stays inconclusive past its wait turns into.
+public enum InconclusiveOutcome: String, Sendable, Codable, CaseIterable, Hashable {
+    /// Treated as a failed step: traffic back to stable, the wave stops.
+    case fail
+    /// The step holds its weights until `meridian rollout promote` (or `abort`).
+    case hold
 }
 
 /// Thresholds a canary step must meet, absolute and relative to the stable slot.
@@ -274,13 +316,20 @@ public struct CanaryAnalysis: Sendable, Equatable {
     public var maxErrorRateIncrease: Double?
     /// Highest tolerated ratio of the canary's p99 latency to the stable slot's.
     public var maxLatencyRatio: Double?
+    /// How sure the statistical tests must be that the canary is worse before
+    /// a breached threshold fails the step, 0.5…0.9999; 1 − confidence is the
+    /// step's false-failure rate when canary and stable behave alike.
+    public var confidence: Double
 
-    public init(maxErrorRate: Double = 0.01, maxP99Latency: Duration = .milliseconds(1000), minRequests: Int = 20, maxErrorRateIncrease: Double? = nil, maxLatencyRatio: Double? = nil) {
+    public static let standardConfidence = 0.95
+
+    public init(maxErrorRate: Double = 0.01, maxP99Latency: Duration = .milliseconds(1000), minRequests: Int = 20, maxErrorRateIncrease: Double? = nil, maxLatencyRatio: Double? = nil, confidence: Double = CanaryAnalysis.standardConfidence) {
         self.maxErrorRate = maxErrorRate
         self.maxP99Latency = maxP99Latency
         self.minRequests = minRequests
         self.maxErrorRateIncrease = maxErrorRateIncrease
         self.maxLatencyRatio = maxLatencyRatio
+        self.confidence = confidence
     }
 }
 

@@ -43,7 +43,11 @@ public struct Region: Sendable, Equatable {
 /// to the fleet defaults. (Named FleetHost because Foundation declares `Host`.)
 public struct FleetHost: Sendable, Equatable {
     public var name: String
+    /// Where meridian reaches the host over SSH.
     public var address: String
+    /// Where the host's slot processes listen, when that is not `address`
+    /// (the region's gateway reaches the host on another address).
+    public var listen: String?
     public var port: Int?
     public var user: String?
     /// Pinned host keys, as OpenSSH public-key lines or `SHA256:` fingerprints.
@@ -51,9 +55,10 @@ public struct FleetHost: Sendable, Equatable {
     public var roles: [Role]
     public var root: String?
 
-    public init(name: String, address: String, port: Int? = nil, user: String? = nil, hostKeys: [String] = [], roles: [Role], root: String? = nil) {
+    public init(name: String, address: String, listen: String? = nil, port: Int? = nil, user: String? = nil, hostKeys: [String] = [], roles: [Role], root: String? = nil) {
         self.name = name
         self.address = address
+        self.listen = listen
         self.port = port
         self.user = user
         self.hostKeys = hostKeys
@@ -64,6 +69,13 @@ public struct FleetHost: Sendable, Equatable {
     public func effectivePort(_ defaults: FleetDefaults) -> Int { port ?? defaults.ssh.port }
     public func effectiveUser(_ defaults: FleetDefaults) -> String { user ?? defaults.ssh.user }
     public func effectiveRoot(_ defaults: FleetDefaults) -> String { root ?? defaults.root }
+
+    /// The address slot processes bind and health checks reach: `listen`, else
+    /// `address`, without the brackets an IPv6 address may be written with.
+    public var serviceAddress: String {
+        let chosen = listen ?? address
+        return chosen.hasPrefix("[") && chosen.hasSuffix("]") ? String(chosen.dropFirst().dropLast()) : chosen
+    }
 
     /// The components this host runs, in role order.
     public var components: [String] {

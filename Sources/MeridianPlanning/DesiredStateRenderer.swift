@@ -98,7 +98,7 @@ public struct DesiredStateRenderer: Sendable {
                 continue
             }
             releases.append(ReleaseRequirement(component: name, version: version.description, artifact: artifact.fileName, sha256: artifact.sha256))
-            layouts.append(ComponentSlotLayout(component: name, version: version.description, strategy: component.strategy,
+            layouts.append(ComponentSlotLayout(component: name, version: version.description, strategy: component.strategy, address: host.serviceAddress,
                                                bluePort: component.ports.blue, greenPort: component.ports.green,
                                                startCommand: component.start, healthPath: component.health, smoke: component.smoke))
         }
@@ -113,6 +113,7 @@ public struct DesiredStateRenderer: Sendable {
             "region.jurisdiction": .text(region.jurisdiction.code),
             "host.name": .text(host.name),
             "host.address": .text(host.address),
+            "host.listen": .text(host.serviceAddress),
             "host.root": .text(root),
         ]
         for (name, value) in region.variables {

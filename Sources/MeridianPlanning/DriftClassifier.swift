@@ -21,13 +21,16 @@ public struct ComponentHealth: Sendable, Equatable {
 
     public var component: String
     public var slot: SlotName
+    /// The service address asked, as the host reaches it.
+    public var address: String
     public var port: Int
     public var path: String
     public var outcome: Outcome
 
-    public init(component: String, slot: SlotName, port: Int, path: String, outcome: Outcome) {
+    public init(component: String, slot: SlotName, address: String, port: Int, path: String, outcome: Outcome) {
         self.component = component
         self.slot = slot
+        self.address = address
         self.port = port
         self.path = path
         self.outcome = outcome
@@ -145,7 +148,7 @@ public enum DriftClassifier {
                         ?? "run/\(name)-\(active.rawValue).pid holds no pid")
                 } else if let health = evidence.health.first(where: { $0.component == name && $0.slot == active }),
                           case .unhealthy(let reason) = health.outcome {
-                    add(.componentUnhealthy, subject, "GET 127.0.0.1:\(health.port)\(health.path): \(reason)")
+                    add(.componentUnhealthy, subject, "GET \(HostPort(health.address, health.port))\(health.path): \(reason)")
                 }
             } else {
                 add(.componentNotRunning, subject, "no pid file run/\(name)-\(active.rawValue).pid")

@@ -136,6 +136,8 @@ public struct ComponentSlotLayout: Codable, Sendable, Equatable {
     public var component: String
     public var version: String
     public var strategy: RolloutStrategy
+    /// The host's service address: where both slots listen, each on its own port.
+    public var address: String
     public var bluePort: Int
     public var greenPort: Int
     /// argv of the process; run from the slot's folder.
@@ -144,10 +146,11 @@ public struct ComponentSlotLayout: Codable, Sendable, Equatable {
     /// Requests a new slot must answer before it takes traffic (blue-green and canary).
     public var smoke: [SmokeProbe]
 
-    public init(component: String, version: String, strategy: RolloutStrategy = .recreate, bluePort: Int, greenPort: Int, startCommand: [String], healthPath: String, smoke: [SmokeProbe] = []) {
+    public init(component: String, version: String, strategy: RolloutStrategy = .recreate, address: String, bluePort: Int, greenPort: Int, startCommand: [String], healthPath: String, smoke: [SmokeProbe] = []) {
         self.component = component
         self.version = version
         self.strategy = strategy
+        self.address = address
         self.bluePort = bluePort
         self.greenPort = greenPort
         self.startCommand = startCommand
@@ -242,12 +245,16 @@ public struct ManifestFile: Codable, Sendable, Equatable {
 public struct ManifestSlot: Codable, Sendable, Equatable {
     /// Nil when the slot holds no release.
     public var version: String?
+    /// The service address the slot listens on; nil in manifests written
+    /// before meridian recorded it.
+    public var address: String?
     public var port: Int
     /// Share of the component's traffic, 0…100, for the gateway.
     public var weight: Int
 
-    public init(version: String?, port: Int, weight: Int) {
+    public init(version: String?, address: String?, port: Int, weight: Int) {
         self.version = version
+        self.address = address
         self.port = port
         self.weight = weight
     }

@@ -17,7 +17,8 @@ public enum HostStep: Sendable, Equatable {
     case stopComponent(component: String, slot: SlotName)
     case linkSlot(component: String, slot: SlotName, version: String)
     case startComponent(component: String, slot: SlotName)
-    case healthCheck(component: String, slot: SlotName, port: Int, path: String)
+    /// Asks the slot at the host's service address, through the SSH connection.
+    case healthCheck(component: String, slot: SlotName, address: String, port: Int, path: String)
     case writeManifest
 
     /// The sentence the journal and progress lines show.
@@ -30,7 +31,7 @@ public enum HostStep: Sendable, Equatable {
         case .stopComponent(let component, let slot): return "stop \(component) (\(slot.rawValue))"
         case .linkSlot(let component, let slot, let version): return "point slot \(component)/\(slot.rawValue) at \(version)"
         case .startComponent(let component, let slot): return "start \(component) (\(slot.rawValue))"
-        case .healthCheck(let component, let slot, let port, let path): return "health-check \(component) (\(slot.rawValue)) on port \(port) \(path)"
+        case .healthCheck(let component, let slot, let address, let port, let path): return "health-check \(component) (\(slot.rawValue)) on \(HostPort(address, port)) \(path)"
         case .writeManifest: return "write \(HostManifest.path)"
         }
     }
@@ -72,7 +73,7 @@ public enum HostStep: Sendable, Equatable {
                 steps.append(.startComponent(component: layout.component, slot: slot))
                 switch action.strategy ?? .recreate {
                 case .recreate:
-                    steps.append(.healthCheck(component: layout.component, slot: slot, port: layout.port(slot), path: layout.healthPath))
+                    steps.append(.healthCheck(component: layout.component, slot: slot, address: layout.address, port: layout.port(slot), path: layout.healthPath))
                 case .blueGreen, .canary:
                     // The rollout health-checks and smoke-probes the idle slot as its own phases, so a
                     // failure there returns the region to its stable slot instead of failing a host step.
@@ -84,7 +85,7 @@ public enum HostStep: Sendable, Equatable {
                 let slot = action.slot ?? ComponentSlotLayout.firstSlot
                 steps.append(.stopComponent(component: layout.component, slot: slot))
                 steps.append(.startComponent(component: layout.component, slot: slot))
-                steps.append(.healthCheck(component: layout.component, slot: slot, port: layout.port(slot), path: layout.healthPath))
+                steps.append(.healthCheck(component: layout.component, slot: slot, address: layout.address, port: layout.port(slot), path: layout.healthPath))
             case .noOp:
                 break
             }
@@ -144,16 +145,16 @@ public enum ManifestBuilder {
                 // Installed beside the serving slot, which keeps its version and traffic.
                 func entry(_ name: SlotName) -> ManifestSlot {
                     name == slot
-                        ? ManifestSlot(version: layout.version, port: layout.port(name), weight: 0)
-                        : ManifestSlot(version: old.slot(name).version, port: layout.port(name), weight: old.slot(name).weight)
+                        ? ManifestSlot(version: layout.version, address: layout.address, port: layout.port(name), weight: 0)
+                        : ManifestSlot(version: old.slot(name).version, address: layout.address, port: layout.port(name), weight: old.slot(name).weight)
                 }
                 components[layout.component] = ManifestComponent(activeSlot: old.activeSlot, blue: entry(.blue), green: entry(.green))
                 continue
             }
             func entry(_ name: SlotName) -> ManifestSlot {
                 name == slot
-                    ? ManifestSlot(version: layout.version, port: layout.port(name), weight: 100)
-                    : ManifestSlot(version: old?.slot(name).version, port: layout.port(name), weight: 0)
+                    ? ManifestSlot(version: layout.version, address: layout.address, port: layout.port(name), weight: 100)
+                    : ManifestSlot(version: old?.slot(name).version, address: layout.address, port: layout.port(name), weight: 0)
             }
             components[layout.component] = ManifestComponent(activeSlot: slot, blue: entry(.blue), green: entry(.green))
         }

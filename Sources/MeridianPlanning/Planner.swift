@@ -133,6 +133,9 @@ public enum Planner {
             if let recorded, recorded.slot(slot).port != layout.port(slot) {
                 reasons.append("port \(recorded.slot(slot).port) → \(layout.port(slot))")
             }
+            if let recorded, let address = recorded.slot(slot).address, address != layout.address {
+                reasons.append("address \(address) → \(layout.address)")
+            }
             switch observed.process(component: layout.component, slot: slot) {
             case .none: reasons.append("not running (no pid file)")
             case .some(let process) where !process.alive: reasons.append("not running (pid \(process.pid.map(String.init) ?? "unreadable"))")

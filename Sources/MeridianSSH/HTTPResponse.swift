@@ -25,7 +25,9 @@ public struct HTTPResponse: Sendable, Equatable {
     public var bodyText: String { String(decoding: body, as: UTF8.self) }
 
     /// Parses the bytes of a complete response; nil with a reason when malformed.
-    public static func parse(_ raw: Data) -> Result<HTTPResponse, HTTPParseError> {
+    /// `bodyless` is true for the answer to a HEAD request: its Content-Length
+    /// describes a body that is not sent.
+    public static func parse(_ raw: Data, bodyless: Bool = false) -> Result<HTTPResponse, HTTPParseError> {
         let bytes = [UInt8](raw)
         guard let headerEnd = find([13, 10, 13, 10], in: bytes, from: 0) else {
             return .failure(HTTPParseError(reason: "no end of headers in \(bytes.count) bytes"))
@@ -46,6 +48,9 @@ public struct HTTPResponse: Sendable, Equatable {
         }
         var response = HTTPResponse(status: status, reason: parts.count > 2 ? String(parts[2]) : "", headers: headers, body: Data())
         let rest = Array(bytes[(headerEnd + 4)...])
+        if bodyless {
+            return .success(response)
+        }
         if response.header("Transfer-Encoding")?.lowercased().contains("chunked") == true {
             switch dechunk(rest) {
             case .success(let body): response.body = Data(body)

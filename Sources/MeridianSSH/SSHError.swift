@@ -1,4 +1,5 @@
 import Foundation
+import MeridianBasics
 
 /// A failure of the SSH transport at one host. Invariant: every error names
 /// its place (region, host, address) and one closed `Kind`; its description is
@@ -37,8 +38,8 @@ public struct SSHError: Error, Sendable, Equatable, CustomStringConvertible {
         case transferFailed(path: String, reason: String)
         /// The connection broke while something was running on it.
         case connectionDropped(during: String, reason: String)
-        /// A direct-tcpip request to a port on the host failed.
-        case tunnelFailed(port: Int, reason: String)
+        /// A direct-tcpip request to an address and port the host reaches failed.
+        case tunnelFailed(address: String, port: Int, reason: String)
         /// The session was used after it was closed or after it broke.
         case sessionClosed
         /// Any other libssh2 failure, with its code name and message.
@@ -73,8 +74,8 @@ public struct SSHError: Error, Sendable, Equatable, CustomStringConvertible {
             return "\(at): transfer of \(path) failed: \(reason)."
         case .connectionDropped(let during, let reason):
             return "\(at): connection dropped during \(during): \(reason)."
-        case .tunnelFailed(let port, let reason):
-            return "\(at): request to 127.0.0.1:\(port) through the SSH connection failed: \(reason)."
+        case .tunnelFailed(let address, let port, let reason):
+            return "\(at): request to \(HostPort(address, port)) through the SSH connection failed: \(reason)."
         case .sessionClosed:
             return "\(at): the SSH session is closed; open a new one."
         case .library(let operation, let code, let codeName, let message):

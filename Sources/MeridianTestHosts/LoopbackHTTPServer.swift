@@ -1,6 +1,6 @@
 import Foundation
 
-/// A tiny HTTP/1.1 server on 127.0.0.1 for tests: probes through SSH, health
+/// A tiny HTTP/1.1 server on a loopback address for tests: probes through SSH, health
 /// checks, webhooks. It answers every request with one response (whose status
 /// a test may change) and records each request, raw head and parsed.
 /// Invariant: it listens on loopback only and its thread ends when `stop()`
@@ -17,6 +17,8 @@ public final class LoopbackHTTPServer: @unchecked Sendable {
         public var body: Data
     }
 
+    /// The loopback address it listens on.
+    public let address: String
     public let port: Int
     private let listener: Int32
     private let lock = NSLock()
@@ -27,8 +29,9 @@ public final class LoopbackHTTPServer: @unchecked Sendable {
     private let headers: [String: String]
     private let body: String
 
-    /// Starts listening on an ephemeral port of 127.0.0.1.
-    public init(status: Int = 200, reason: String = "OK", headers: [String: String] = [:], body: String = "ok") throws {
+    /// Starts listening on an ephemeral port of `address` (a 127.x.y.z address).
+    public init(address host: String = "127.0.0.1", status: Int = 200, reason: String = "OK", headers: [String: String] = [:], body: String = "ok") throws {
+        guard host.hasPrefix("127."), inet_addr(host) != INADDR_NONE else { throw TestHostError("\(host) is not a loopback IPv4 address") }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestHostError("socket: \(String(cString: strerror(errno)))") }
         var one: Int32 = 1
@@ -36,19 +39,20 @@ public final class LoopbackHTTPServer: @unchecked Sendable {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_addr.s_addr = inet_addr(host)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard bound == 0, listen(fd, 64) == 0 else {
             close(fd)
-            throw TestHostError("bind/listen on 127.0.0.1: \(String(cString: strerror(errno)))")
+            throw TestHostError("bind/listen on \(host): \(String(cString: strerror(errno)))")
         }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
         listener = fd
+        self.address = host
         port = Int(UInt16(bigEndian: address.sin_port))
         self.status = status
         self.reason = reason

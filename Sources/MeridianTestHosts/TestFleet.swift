@@ -63,7 +63,7 @@ public struct TestFleet {
         components:
           inference:
             artifact: artifacts/inference/{version}
-            start: [bin/serve, --port, "{port}"]
+            start: [bin/serve, --address, "{address}", --port, "{port}"]
             ports: { blue: 18101, green: 18102 }
         platform:
           inference: 1.0.0

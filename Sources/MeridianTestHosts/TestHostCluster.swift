@@ -350,3 +350,20 @@ extension FileManager {
         try copyItem(atPath: source, toPath: destination)
     }
 }
+
+extension TestHostCluster {
+    /// SIGKILLs every slot process whose pid file is under a host's `root/run/`,
+    /// for a test's clean-up: slot processes are detached and outlive the sshd that started them.
+    public func stopSlotProcesses() {
+        for host in hosts {
+            let run = host.root + "/run"
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: run)) ?? [] where name.hasSuffix(".pid") {
+                if let text = try? String(contentsOfFile: run + "/" + name, encoding: .utf8),
+                   let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1 {
+                    Foundation.kill(-pid, SIGKILL)
+                    Foundation.kill(pid, SIGKILL)
+                }
+            }
+        }
+    }
+}

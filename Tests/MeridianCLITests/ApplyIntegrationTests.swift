@@ -53,7 +53,7 @@ import MeridianTestHosts
         #expect(saved.stdout.contains("> inference-north 1.0.0 → 2.0.0 (recreate"), "\(saved.stdout)")
         let upgrade = try fleet.meridian(["apply", planFile])
         #expect(upgrade.status == 0, "\(upgrade.stdout)\n\(upgrade.stderr)")
-        #expect(upgrade.stdout.contains("health-check inference-north (blue) on port 18800 /healthz — ok"))
+        #expect(upgrade.stdout.contains("health-check inference-north (blue) on \(host.address):18800 /healthz — ok"))
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: host.root + "/slots/inference-north/blue") == host.root + "/releases/inference-north/2.0.0")
         let after = try fleet.meridian(["plan", "--detailed-exitcode"])
         #expect(after.status == 0, "\(after.stdout)\n\(after.stderr)")

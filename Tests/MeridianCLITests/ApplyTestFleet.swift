@@ -2,10 +2,8 @@ import Foundation
 import MeridianTestHosts
 
 /// A fleet repository for apply tests: one region per test host, each host
-/// running its own component `inference-<region>` on its own pair of ports.
-/// The test hosts share this machine's 127.0.0.1, where component ports
-/// would collide if two hosts ran the same component, so every region gets
-/// a distinct component (and every test a distinct `portBase`).
+/// running its own component `inference-<region>` on its own pair of ports
+/// (every test a distinct `portBase`), bound to the host's own address.
 struct ApplyTestFleet {
     let directory: URL
     let cluster: TestHostCluster
@@ -59,7 +57,7 @@ struct ApplyTestFleet {
             text += """
               \(component(index)):
                 artifact: artifacts/inference/{version}
-                start: [bin/serve, --port, "{port}"]
+                start: [bin/serve, --address, "{address}", --port, "{port}"]
                 ports: { blue: \(port(index)), green: \(port(index) + 1) }
 
             """
@@ -106,15 +104,7 @@ struct ApplyTestFleet {
 
     /// Stops every component process the tests started (they outlive sshd), then removes the fleet.
     func tearDown() {
-        for host in cluster.hosts {
-            let run = host.root + "/run"
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: run)) ?? [] where name.hasSuffix(".pid") {
-                if let text = try? String(contentsOfFile: run + "/" + name, encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1 {
-                    kill(-pid, SIGKILL)
-                    kill(pid, SIGKILL)
-                }
-            }
-        }
+        cluster.stopSlotProcesses()
         try? FileManager.default.removeItem(at: directory)
     }
 }

@@ -17,8 +17,8 @@ import MeridianBasics
             "governance/bundle.json": ManifestFile(sha256: SHA256.hex(bundle), maskedSHA256: nil, mode: 0o644, component: nil),
         ],
         releases: [ManifestRelease(component: "inference", version: "1.2.0", sha256: "ab")],
-        components: ["inference": ManifestComponent(activeSlot: .blue, blue: ManifestSlot(version: "1.2.0", port: 18101, weight: 100),
-                                                    green: ManifestSlot(version: nil, port: 18102, weight: 0))]
+        components: ["inference": ManifestComponent(activeSlot: .blue, blue: ManifestSlot(version: "1.2.0", address: nil, port: 18101, weight: 100),
+                                                    green: ManifestSlot(version: nil, address: nil, port: 18102, weight: 0))]
     )
 
     /// The observation of a host exactly as applied.
@@ -47,7 +47,7 @@ import MeridianBasics
 
     @Test func aHostAsAppliedHasNoFindings() {
         #expect(Self.classify(Self.clean).isEmpty)
-        let healthy = ComponentHealth(component: "inference", slot: .blue, port: 18101, path: "/healthz", outcome: .healthy)
+        let healthy = ComponentHealth(component: "inference", slot: .blue, address: "127.0.3.4", port: 18101, path: "/healthz", outcome: .healthy)
         #expect(Self.classify(Self.clean, health: [healthy]).isEmpty)
     }
 
@@ -111,10 +111,10 @@ import MeridianBasics
         observed.processes = []
         #expect(Self.classify(observed).first?.detail == "no pid file run/inference-blue.pid")
         #expect(Self.kinds(Self.classify(observed)) == [.componentNotRunning])
-        let sick = ComponentHealth(component: "inference", slot: .blue, port: 18101, path: "/healthz", outcome: .unhealthy("HTTP 503 Service Unavailable"))
+        let sick = ComponentHealth(component: "inference", slot: .blue, address: "127.0.3.4", port: 18101, path: "/healthz", outcome: .unhealthy("HTTP 503 Service Unavailable"))
         let findings = Self.classify(Self.clean, health: [sick])
         #expect(Self.kinds(findings) == [.componentUnhealthy])
-        #expect(findings.first?.detail == "GET 127.0.0.1:18101/healthz: HTTP 503 Service Unavailable")
+        #expect(findings.first?.detail == "GET 127.0.3.4:18101/healthz: HTTP 503 Service Unavailable")
     }
 
     @Test func lockLeftBehindWhenExpiredOrNoLease() {

@@ -22,7 +22,7 @@ final class AppliedHost: @unchecked Sendable {
 
     init(_ host: TestHost, healthStatus: Int = 200) throws {
         self.host = host
-        health = try LoopbackHTTPServer(status: healthStatus, reason: healthStatus == 200 ? "OK" : "Service Unavailable", body: "ok")
+        health = try LoopbackHTTPServer(address: host.address, status: healthStatus, reason: healthStatus == 200 ? "OK" : "Service Unavailable", body: "ok")
         manifest = HostManifest(
             revision: "1", appliedAt: "2026-11-20T09:00:00Z", appliedBy: "tester@control",
             files: [
@@ -30,8 +30,8 @@ final class AppliedHost: @unchecked Sendable {
                 "governance/bundle.json": ManifestFile(sha256: SHA256.hex(Self.bundle), maskedSHA256: nil, mode: 0o644, component: nil),
             ],
             releases: [ManifestRelease(component: "inference", version: "1.0.0", sha256: String(repeating: "a", count: 64))],
-            components: ["inference": ManifestComponent(activeSlot: .blue, blue: ManifestSlot(version: "1.0.0", port: health.port, weight: 100),
-                                                        green: ManifestSlot(version: nil, port: 18102, weight: 0))]
+            components: ["inference": ManifestComponent(activeSlot: .blue, blue: ManifestSlot(version: "1.0.0", address: host.address, port: health.port, weight: 100),
+                                                        green: ManifestSlot(version: nil, address: host.address, port: 18102, weight: 0))]
         )
         process = try SleepingProcess()
         try write()
@@ -129,7 +129,7 @@ final class AppliedHost: @unchecked Sendable {
         }
 
         // An unhealthy component: the process runs but its health port answers 503.
-        let sick = try LoopbackHTTPServer(status: 503, reason: "Service Unavailable", body: "no")
+        let sick = try LoopbackHTTPServer(address: drifted.host.address, status: 503, reason: "Service Unavailable", body: "no")
         var sickManifest = drifted.manifest
         sickManifest.components["inference"]?.blue.port = sick.port
         try sickManifest.encoded().write(to: URL(fileURLWithPath: root + "/state/manifest.json"))

@@ -47,7 +47,7 @@ final class RemediationFleet: @unchecked Sendable {
         components:
           inference:
             artifact: artifacts/inference/{version}
-            start: [bin/serve, --port, "{port}"]
+            start: [bin/serve, --address, "{address}", --port, "{port}"]
             ports: { blue: \(port), green: \(port + 1) }
         platform:
           inference: 1.0.0

@@ -42,28 +42,34 @@ import Testing
         }
     }
 
-    @Test func probesReachLoopbackPortsThroughTheSession() async throws {
+    @Test func probesReachTheServiceAddressThroughTheSession() async throws {
         let cluster = try TestHostCluster(count: 1, addressPrefix: "127.0.41")
-        let server = try LoopbackHTTPServer(status: 200, headers: ["X-Slot": "blue"], body: "{\"status\":\"ok\"}")
+        // The service listens on another address than the one SSH reaches (a host's `listen`).
+        let server = try LoopbackHTTPServer(address: "127.0.41.200", status: 200, headers: ["X-Slot": "blue"], body: "{\"status\":\"ok\"}")
         let session = try await SSHSession.open(endpoint(cluster, cluster.hosts[0]))
-        let response = try await session.httpRequest(port: server.port, path: "/health?deep=1", headers: [HTTPHeader(name: "X-Data-Residency", value: "EU")])
+        let response = try await session.httpRequest(address: server.address, port: server.port, path: "/health?deep=1", headers: [HTTPHeader(name: "X-Data-Residency", value: "EU")])
         #expect(response.status == 200)
         #expect(response.header("x-slot") == "blue")
         #expect(response.bodyText == "{\"status\":\"ok\"}")
         let seen = try #require(server.requests.first?.head)
         #expect(seen.hasPrefix("GET /health?deep=1 HTTP/1.1\r\n"))
-        #expect(seen.contains("Host: 127.0.0.1:\(server.port)"))
+        #expect(seen.contains("Host: 127.0.41.200:\(server.port)"))
         #expect(seen.contains("Connection: close"))
         #expect(seen.contains("X-Data-Residency: EU"))
 
-        let posted = try await session.httpRequest(method: "POST", port: server.port, path: "/smoke", body: Data("ping".utf8))
+        let posted = try await session.httpRequest(method: "POST", address: server.address, port: server.port, path: "/smoke", body: Data("ping".utf8))
         #expect(posted.status == 200)
+        // Nothing listens on that port at the host's SSH address.
+        let elsewhere = try #require(await sshError { _ = try await session.httpRequest(address: cluster.hosts[0].address, port: server.port, path: "/health") })
+        #expect(elsewhere.description.contains("request to \(cluster.hosts[0].address):\(server.port)"), "\(elsewhere)")
 
         server.stop()
-        let refused = try #require(await sshError { _ = try await session.httpRequest(port: server.port, path: "/health") })
+        let refused = try #require(await sshError { _ = try await session.httpRequest(address: server.address, port: server.port, path: "/health") })
         #expect(refused.kindName == "tunnelFailed")
-        let injected = try #require(await sshError { _ = try await session.httpRequest(port: 1, path: "/x HTTP/1.1\r\nEvil: 1") })
+        let injected = try #require(await sshError { _ = try await session.httpRequest(address: server.address, port: 1, path: "/x HTTP/1.1\r\nEvil: 1") })
         #expect(injected.kindName == "tunnelFailed")
+        let badAddress = try #require(await sshError { _ = try await session.httpRequest(address: "127.0.0.1 -oProxy", port: 1, path: "/") })
+        #expect(badAddress.kindName == "tunnelFailed")
         // The session still works after failed probes.
         #expect(try await session.run(RemoteCommand(["true"])).succeeded)
         await session.close()

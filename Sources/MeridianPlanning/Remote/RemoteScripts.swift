@@ -125,10 +125,11 @@ public enum RemoteScripts {
         return RemoteCommand(["sh", "-c", script])
     }
 
-    /// The start argv with `{port}`, `{slot}`, `{version}` and `{root}` replaced.
+    /// The start argv with `{address}`, `{port}`, `{slot}`, `{version}` and `{root}` replaced.
     public static func startArguments(_ layout: ComponentSlotLayout, slot: SlotName, root: String) -> [String] {
         layout.startCommand.map { word in
-            word.replacingOccurrences(of: "{port}", with: String(layout.port(slot)))
+            word.replacingOccurrences(of: "{address}", with: layout.address)
+                .replacingOccurrences(of: "{port}", with: String(layout.port(slot)))
                 .replacingOccurrences(of: "{slot}", with: slot.rawValue)
                 .replacingOccurrences(of: "{version}", with: layout.version)
                 .replacingOccurrences(of: "{root}", with: root)

@@ -140,14 +140,6 @@ public struct StepAnalysis: Sendable, Equatable, Codable {
     }
 }
 
-/// What to do when a step's analysis cannot tell (too few requests).
-public enum InconclusiveAction: String, Sendable, Equatable, Codable, CaseIterable {
-    /// The step fails: traffic goes back to stable.
-    case fail
-    /// The rollout holds at its step until `rollout promote` (or `rollout abort`).
-    case hold
-}
-
 /// The settings one rollout runs by, fixed when it starts so a resumed
 /// rollout keeps the rules it began with. Times are milliseconds.
 public struct RolloutPlanSettings: Sendable, Equatable, Codable {
@@ -159,11 +151,11 @@ public struct RolloutPlanSettings: Sendable, Equatable, Codable {
     public var graceMillis: Int64
     /// How much longer an inconclusive step may run before `thenInconclusive`.
     public var inconclusiveWaitMillis: Int64
-    public var thenInconclusive: InconclusiveAction
+    public var thenInconclusive: InconclusiveOutcome
     /// Whether the component has smoke probes to run before traffic moves.
     public var hasSmokeProbes: Bool
 
-    public init(steps: [Int], pauseMillis: Int64, graceMillis: Int64, inconclusiveWaitMillis: Int64 = 0, thenInconclusive: InconclusiveAction = .fail, hasSmokeProbes: Bool) {
+    public init(steps: [Int], pauseMillis: Int64, graceMillis: Int64, inconclusiveWaitMillis: Int64 = 0, thenInconclusive: InconclusiveOutcome = .fail, hasSmokeProbes: Bool) {
         self.steps = steps
         self.pauseMillis = pauseMillis
         self.graceMillis = graceMillis

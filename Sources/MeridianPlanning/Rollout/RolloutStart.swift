@@ -35,6 +35,8 @@ public enum RolloutStart {
             }
             let settings = RolloutPlanSettings(steps: steps, pauseMillis: DurationText.milliseconds(component.canary.pause),
                                                graceMillis: DurationText.milliseconds(fleet.settings.defaults.gracePeriod),
+                                               inconclusiveWaitMillis: DurationText.milliseconds(component.canary.inconclusive.wait),
+                                               thenInconclusive: component.canary.inconclusive.then,
                                                hasSmokeProbes: !component.smoke.isEmpty)
             // The apply's host steps install and start the canary slot; the rollout checks it from there.
             records.append(RolloutRecord(region: region.name, component: name, strategy: strategy, wave: wave, fromVersion: from, toVersion: to,

@@ -9,8 +9,8 @@ import MeridianSSH
 /// The pure half of apply: which steps a host plan becomes, the exact remote
 /// command lines, and the scripts run by a local sh against hostile names.
 @Suite struct ApplyStepTests {
-    static let layout = ComponentSlotLayout(component: "inference", version: "2.0.0", bluePort: 18101, greenPort: 18102,
-                                            startCommand: ["bin/serve", "--port", "{port}", "--slot={slot}", "{root}/x {version}"], healthPath: "/healthz")
+    static let layout = ComponentSlotLayout(component: "inference", version: "2.0.0", address: "127.0.3.4", bluePort: 18101, greenPort: 18102,
+                                            startCommand: ["bin/serve", "--address", "{address}", "--port", "{port}", "--slot={slot}", "{root}/x {version}"], healthPath: "/healthz")
     static let release = ReleaseRequirement(component: "inference", version: "2.0.0", artifact: "inference-2.0.0.tar", sha256: String(repeating: "a", count: 64))
     static let desired = DesiredHostState(
         region: "eu", host: "h1", address: "127.0.0.1", root: "/srv/m", roles: ["inference"],
@@ -42,7 +42,7 @@ import MeridianSSH
             .stopComponent(component: "inference", slot: .blue),
             .linkSlot(component: "inference", slot: .blue, version: "2.0.0"),
             .startComponent(component: "inference", slot: .blue),
-            .healthCheck(component: "inference", slot: .blue, port: 18101, path: "/healthz"),
+            .healthCheck(component: "inference", slot: .blue, address: "127.0.3.4", port: 18101, path: "/healthz"),
             .writeManifest,
         ])
     }
@@ -56,7 +56,7 @@ import MeridianSSH
     @Test func commandLinesQuoteEveryWord() {
         #expect(RemoteScripts.deleteFile(root: "/srv/m", path: "config/it's $(x).yaml").line
                 == "rm -f -- '/srv/m/config/it'\\''s $(x).yaml'")
-        #expect(RemoteScripts.startArguments(Self.layout, slot: .green, root: "/r o") == ["bin/serve", "--port", "18102", "--slot=green", "/r o/x 2.0.0"])
+        #expect(RemoteScripts.startArguments(Self.layout, slot: .green, root: "/r o") == ["bin/serve", "--address", "127.0.3.4", "--port", "18102", "--slot=green", "/r o/x 2.0.0"])
         #expect(RemoteScripts.pidFile(root: "/srv/m", component: "inference", slot: .green) == "/srv/m/run/inference-green.pid")
     }
 
@@ -108,7 +108,7 @@ import MeridianSSH
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("meridian-stop-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: root) }
         try FileManager.default.createDirectory(atPath: root + "/slots/c/blue", withIntermediateDirectories: true)
-        let layout = ComponentSlotLayout(component: "c", version: "1", bluePort: 1, greenPort: 2,
+        let layout = ComponentSlotLayout(component: "c", version: "1", address: "127.0.3.4", bluePort: 1, greenPort: 2,
                                          startCommand: ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"], healthPath: "/")
         // Not waited for: Foundation's Process hands the child a descriptor that the
         // detached grandchild inherits (sshd does not), so the pid file is polled instead.
@@ -157,6 +157,55 @@ import MeridianSSH
 
         try "changed".write(to: folder.appendingPathComponent("b"), atomically: true, encoding: .utf8)
         #expect(try preparation.prepare(component, version: Version(1, 0, 0)).get().artifact.sha256 != first.artifact.sha256)
+    }
+
+    /// Versions that share code through links (as the example stack's do) pack
+    /// the linked files themselves; links out of the fleet, to devices or in a loop stop it.
+    @Test func linksInsideTheFleetArePackedAsFilesAndOthersRefused() throws {
+        let files = FileManager.default
+        let root = files.temporaryDirectory.appendingPathComponent("meridian-links-\(UUID().uuidString)")
+        defer { try? files.removeItem(at: root) }
+        let shared = root.appendingPathComponent("stack/lib")
+        try files.createDirectory(at: shared, withIntermediateDirectories: true)
+        try "shared code\n".write(to: shared.appendingPathComponent("code.py"), atomically: true, encoding: .utf8)
+        let release = root.appendingPathComponent("artifacts/inference/1.0.0")
+        try files.createDirectory(at: release, withIntermediateDirectories: true)
+        try files.createSymbolicLink(atPath: release.appendingPathComponent("lib").path, withDestinationPath: "../../../stack/lib")
+        try "{}".write(to: release.appendingPathComponent("release.json"), atomically: true, encoding: .utf8)
+        let preparation = ArtifactPreparation(fleet: fleet(artifact: .path("artifacts/inference/{version}")), fleetRoot: root)
+        let component = preparation.fleet.settings.components[0]
+        let packed = try preparation.prepare(component, version: Version(1, 0, 0)).get()
+        let unpacked = root.appendingPathComponent("unpacked")
+        try files.createDirectory(at: unpacked, withIntermediateDirectories: true)
+        let tar = Process()
+        tar.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        tar.arguments = ["tar", "-xf", packed.localPath, "-C", unpacked.path]
+        try tar.run()
+        tar.waitUntilExit()
+        #expect(tar.terminationStatus == 0)
+        #expect(try String(contentsOf: unpacked.appendingPathComponent("lib/code.py"), encoding: .utf8) == "shared code\n")
+        #expect((try files.attributesOfItem(atPath: unpacked.appendingPathComponent("lib").path)[.type] as? FileAttributeType) == .typeDirectory)
+        try files.removeItem(at: unpacked)
+
+        func refusal() -> String {
+            guard case .failure(let problem) = preparation.prepare(component, version: Version(1, 0, 0)) else { return "packed" }
+            return problem.reason
+        }
+        let outside = release.appendingPathComponent("key")
+        try files.createSymbolicLink(atPath: outside.path, withDestinationPath: files.temporaryDirectory.path)
+        #expect(refusal() == "the link artifacts/inference/1.0.0/key leads outside the fleet repository: artifacts may link only to files inside it")
+        try files.removeItem(at: outside)
+        try files.createSymbolicLink(atPath: shared.appendingPathComponent("loop").path, withDestinationPath: "..")
+        #expect(refusal() == "the link artifacts/inference/1.0.0/lib/loop leads back to a folder it is in: a release would never end")
+        try files.removeItem(at: shared.appendingPathComponent("loop"))
+        try files.createSymbolicLink(atPath: shared.appendingPathComponent("null").path, withDestinationPath: "/dev/null")
+        #expect(refusal() == "the link artifacts/inference/1.0.0/lib/null leads outside the fleet repository: artifacts may link only to files inside it")
+        try files.removeItem(at: shared.appendingPathComponent("null"))
+        try files.createSymbolicLink(atPath: shared.appendingPathComponent("gone").path, withDestinationPath: "nothing-here")
+        #expect(refusal() == "the link artifacts/inference/1.0.0/lib/gone leads nowhere: fix or remove it")
+        try files.removeItem(at: shared.appendingPathComponent("gone"))
+        #expect(mkfifo(shared.appendingPathComponent("pipe").path, 0o600) == 0)
+        #expect(refusal() == "artifacts/inference/1.0.0/lib/pipe is neither a file nor a folder: an artifact holds only files and folders")
     }
 
     @Test func missingAndURLArtifactsAreSentences() {

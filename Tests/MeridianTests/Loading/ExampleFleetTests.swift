@@ -32,6 +32,19 @@ import Testing
         }
     }
 
+    /// The example stack binds the address it is given, so every start line passes it.
+    @Test func everyComponentStartsOnTheServiceAddressWithARelease() throws {
+        let fleet = try #require(loaded.fleet)
+        for component in fleet.settings.components {
+            #expect(component.start.contains("{address}"), "\(component.name): \(component.start)")
+            for region in fleet.regions {
+                guard let version = fleet.version(of: component.name, in: region) else { continue }
+                let release = RepositoryPaths.root.appendingPathComponent(component.artifact.resolved(for: version)).appendingPathComponent("release.json")
+                #expect(FileManager.default.fileExists(atPath: release.path), "\(region.name) runs \(component.name) \(version) but \(release.path) is missing")
+            }
+        }
+    }
+
     @Test func secretsAreReferencesNotValues() throws {
         let fleet = try #require(loaded.fleet)
         let eu = try #require(fleet.region(named: "eu-west"))

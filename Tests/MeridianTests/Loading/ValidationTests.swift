@@ -198,3 +198,47 @@ enum MinimalFleet {
         ])
     }
 }
+
+/// The canary analysis settings: confidence and inconclusive handling.
+@Suite struct CanaryAnalysisSettingsTests {
+    static func settings(_ canary: String) -> String {
+        MinimalFleet.settings.replacingOccurrences(of: "    strategy: canary", with: "    strategy: canary\n    canary:\n" + canary)
+    }
+
+    @Test func defaultsWhenUnset() throws {
+        let fleet = try #require(MinimalFleet.load().fleet)
+        let canary = try #require(fleet.component(named: "inference")).canary
+        #expect(canary.analysis.confidence == 0.95)
+        #expect(canary.inconclusive == InconclusiveHandling(wait: .seconds(300), then: .fail))
+    }
+
+    @Test func readsConfidenceAndInconclusiveHandling() throws {
+        let text = Self.settings("      analysis: { confidence: 0.99 }\n      inconclusive: { wait: 10m, then: hold }")
+        let loaded = MinimalFleet.load(["meridian.yaml": text])
+        #expect(loaded.diagnostics.items.isEmpty, "\(loaded.diagnostics.sorted.map(\.description))")
+        let canary = try #require(loaded.fleet?.component(named: "inference")).canary
+        #expect(canary.analysis.confidence == 0.99)
+        #expect(canary.inconclusive == InconclusiveHandling(wait: .seconds(600), then: .hold))
+    }
+
+    @Test func theExampleFleetShowsThem() throws {
+        let fleet = try #require(FleetLoader(root: RepositoryPaths.root).load().fleet)
+        let canary = try #require(fleet.component(named: "inference")).canary
+        #expect(canary.analysis.confidence == 0.95)
+        #expect(canary.inconclusive == InconclusiveHandling(wait: .seconds(300), then: .hold))
+    }
+
+    @Test func refusesBadValuesWithTheirPlace() {
+        let text = Self.settings("      analysis: { confidence: 1.5 }\n      inconclusive: { wait: 2d, then: hodl, after: 3 }")
+        #expect(MinimalFleet.diagnostics(["meridian.yaml": text]) == [
+            "meridian.yaml:9:31: components.inference.canary.analysis.confidence: expected a number between 0.5 and 0.9999, got 1.5",
+            "meridian.yaml:10:29: components.inference.canary.inconclusive.wait: expected at most 1d of extra waiting, got 2d: use then: hold to leave a step to an operator",
+            #"meridian.yaml:10:39: components.inference.canary.inconclusive.then: expected fail (roll back) or hold (wait for meridian rollout promote), got "hodl"; did you mean "hold"?"#,
+            #"meridian.yaml:10:45: components.inference.canary.inconclusive.after: unknown key "after"; expected one of: wait, then"#,
+        ])
+        let scalar = Self.settings("      inconclusive: hold")
+        #expect(MinimalFleet.diagnostics(["meridian.yaml": scalar]) == [
+            #"meridian.yaml:9:21: components.inference.canary.inconclusive: expected a mapping such as { wait: 5m, then: hold }, got "hold""#,
+        ])
+    }
+}

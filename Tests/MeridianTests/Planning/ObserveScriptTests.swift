@@ -76,7 +76,7 @@ struct HostRootFixture {
             revision: "run-7", appliedAt: "2026-11-23T10:00:00Z", appliedBy: "ci",
             files: ["config/inference/app.yaml": ManifestFile(sha256: SHA256.hex("a: 0\n"), maskedSHA256: nil, mode: 0o644, component: "inference")],
             releases: [ManifestRelease(component: "inference", version: "1.2.0", sha256: String(repeating: "a", count: 64))],
-            components: ["inference": ManifestComponent(activeSlot: .blue, blue: ManifestSlot(version: "1.2.0", port: 8081, weight: 100), green: ManifestSlot(version: nil, port: 8082, weight: 0))]
+            components: ["inference": ManifestComponent(activeSlot: .blue, blue: ManifestSlot(version: "1.2.0", address: nil, port: 8081, weight: 100), green: ManifestSlot(version: nil, address: nil, port: 8082, weight: 0))]
         )
         try fixture.write("state/manifest.json", String(decoding: manifest.encoded(), as: UTF8.self))
         try fixture.write("config/inference/app.yaml", "a: 1\n")

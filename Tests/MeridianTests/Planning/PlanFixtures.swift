@@ -46,8 +46,8 @@ enum PlanFixtures {
                 ReleaseRequirement(component: "knowledge-base", version: "2.0.0", artifact: "knowledge-base-2.0.0.tar.gz", sha256: SHA256.hex("kb-2.0.0")),
             ],
             components: [
-                ComponentSlotLayout(component: "inference", version: inference, bluePort: 8081, greenPort: 8082, startCommand: ["bin/inference", "--config", "../../config/inference/inference.yaml"], healthPath: "/health"),
-                ComponentSlotLayout(component: "knowledge-base", version: "2.0.0", bluePort: 9081, greenPort: 9082, startCommand: ["bin/kb"], healthPath: "/healthz"),
+                ComponentSlotLayout(component: "inference", version: inference, address: "10.0.1.5", bluePort: 8081, greenPort: 8082, startCommand: ["bin/inference", "--config", "../../config/inference/inference.yaml"], healthPath: "/health"),
+                ComponentSlotLayout(component: "knowledge-base", version: "2.0.0", address: "10.0.1.5", bluePort: 9081, greenPort: 9082, startCommand: ["bin/kb"], healthPath: "/healthz"),
             ]
         )
     }
@@ -75,8 +75,8 @@ enum PlanFixtures {
         for (index, layout) in applied.components.enumerated() {
             components[layout.component] = ManifestComponent(
                 activeSlot: active,
-                blue: ManifestSlot(version: active == .blue ? layout.version : nil, port: layout.bluePort, weight: active == .blue ? 100 : 0),
-                green: ManifestSlot(version: active == .green ? layout.version : nil, port: layout.greenPort, weight: active == .green ? 100 : 0)
+                blue: ManifestSlot(version: active == .blue ? layout.version : nil, address: layout.address, port: layout.bluePort, weight: active == .blue ? 100 : 0),
+                green: ManifestSlot(version: active == .green ? layout.version : nil, address: layout.address, port: layout.greenPort, weight: active == .green ? 100 : 0)
             )
             slots.append(ObservedSlotLink(component: layout.component, slot: active, target: "../../releases/\(layout.component)/\(layout.version)"))
             slots.append(ObservedSlotLink(component: layout.component, slot: active.other, target: nil))

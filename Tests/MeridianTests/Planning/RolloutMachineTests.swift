@@ -135,6 +135,27 @@ import MeridianModel
         #expect(decision.record.phaseSince == Self.t0 + 2_100)
     }
 
+    /// A canary verdict from the analyzer is what the machine records and judges by.
+    @Test func aFailedVerdictIsRecordedWithItsFiguresAndRollsBack() throws {
+        var log = SyntheticAccessLog(seed: 7)
+        log.canary = SlotBehaviour(errorRate: 0.05, addedMilliseconds: 300)
+        let analysis = StepAnalysis(verdict: log.analyze(CanaryAnalysis()), step: 0, weight: 10)
+        #expect(analysis.verdict == .fail)
+        #expect(analysis.summary.contains("errors:"), "\(analysis.summary)")
+        #expect(Int(analysis.values["canary_requests"] ?? "") ?? 0 > 100)
+        #expect(analysis.values["errors_check"]?.contains("α") == true)
+        let decision = RolloutMachine.next(Self.record(.analysing(step: 0), weight: 10), Self.seen(gateway: 10, at: Self.t0 + 2_100, analysis: analysis))
+        #expect(decision.record.phase == .aborting)
+        #expect(decision.record.reason?.hasPrefix("step 1 (10%) failed its analysis: errors:") == true)
+
+        var good = SyntheticAccessLog(seed: 7)
+        good.canary = SlotBehaviour()
+        #expect(StepAnalysis(verdict: good.analyze(CanaryAnalysis()), step: 0, weight: 10).verdict == .pass)
+        var quiet = SyntheticAccessLog(seed: 7)
+        quiet.requests = 30
+        #expect(StepAnalysis(verdict: quiet.analyze(CanaryAnalysis()), step: 0, weight: 10).verdict == .inconclusive)
+    }
+
     @Test func shiftingRecordsTheWeightTheGatewayServes() {
         let decision = RolloutMachine.next(Self.record(.shifting(step: 1), weight: 10), Self.seen(gateway: 50))
         #expect(decision.record.canaryWeight == 50)

@@ -61,13 +61,13 @@ import MeridianModel
                                                 revision: "run 2", appliedAt: "t", appliedBy: "me")
         let inference = try #require(manifest.components["inference"])
         #expect(inference.activeSlot == .blue)
-        #expect(inference.blue == ManifestSlot(version: "1.2.0", port: 8081, weight: 100))
-        #expect(inference.green == ManifestSlot(version: "1.3.0", port: 8082, weight: 0))
+        #expect(inference.blue == ManifestSlot(version: "1.2.0", address: "10.0.1.5", port: 8081, weight: 100))
+        #expect(inference.green == ManifestSlot(version: "1.3.0", address: "10.0.1.5", port: 8082, weight: 0))
         // A recreate moves the version and the traffic onto the slot it replaced.
         let (rDesired, rObserved, rPlan) = upgrade(.recreate)
         let recreated = ManifestBuilder.manifest(desired: rDesired, plan: rPlan, contents: [:], previous: rObserved.manifest.manifest,
                                                  revision: "run 2", appliedAt: "t", appliedBy: "me").components["inference"]
-        #expect(recreated?.activeSlot == .blue && recreated?.blue == ManifestSlot(version: "1.3.0", port: 8081, weight: 100))
+        #expect(recreated?.activeSlot == .blue && recreated?.blue == ManifestSlot(version: "1.3.0", address: "10.0.1.5", port: 8081, weight: 100))
     }
 
     @Test func sensitiveFilesAreRewrittenWhenTheirRealBytesDiffer() {
