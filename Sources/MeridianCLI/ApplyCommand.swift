@@ -58,6 +58,8 @@ struct ApplyCommand: AsyncParsableCommand {
             PlanningSession.report(planningFailures)
             if !plan.summary.hasChanges {
                 if !planningFailures.isEmpty { throw ExitCode(ExitStatus.failure) }
+                // Nothing to change on the hosts, but a rollout cut short (a crash) is carried on.
+                try await resumeUnfinishedRollouts(planning: planning, regions: plan.regions.map(\.name))
                 return
             }
             try confirm()
@@ -124,6 +126,18 @@ struct ApplyCommand: AsyncParsableCommand {
         guard readLine()?.trimmingCharacters(in: .whitespaces) == "yes" else {
             Output.error("Apply cancelled; nothing was changed.")
             throw ExitCode(ExitStatus.failure)
+        }
+    }
+}
+
+extension ApplyCommand {
+    /// Drives every unfinished rollout of `regions` to its end, as `rollout resume` does.
+    func resumeUnfinishedRollouts(planning: PlanningSession, regions: [String]) async throws {
+        let store = try await stateOptions.open(fleetRoot: fleetOptions.root)
+        let open = try await store.latestRollouts(region: nil).filter { !$0.terminal && regions.contains($0.region) }
+        for region in Set(open.map(\.region)).sorted() {
+            Output.line("Carrying on the unfinished rollouts of \(region):")
+            try await RolloutTarget.send(nil, region: region, fleetOptions: fleetOptions, stateOptions: stateOptions)
         }
     }
 }

@@ -136,6 +136,11 @@ public struct ApplyEngine: Sendable {
     /// Finishes runs whose process died on this machine and gives back the
     /// leases they held, on the record, so an apply after a SIGKILL converges.
     func recoverAbandonedRuns() async throws {
+        try await Self.recoverAbandonedRuns(store: store, identity: identity)
+    }
+
+    /// The same, for any command that takes leases (apply, the rollout commands).
+    static func recoverAbandonedRuns(store: any StateStore, identity: ProcessIdentity) async throws {
         let leases = try await store.leases()
         for run in try await store.abandonedRuns() {
             _ = try await store.markInterrupted(run.id, by: identity.actor, note: "its process (\(run.owner)) is gone; found by a later apply")

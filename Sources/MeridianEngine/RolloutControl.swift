@@ -87,6 +87,7 @@ public struct RolloutControl: Sendable {
 
     /// Takes the region's lease (or leaves the command queued for its holder) and drives each rollout to its end.
     func driveHere(region: String, rollouts: [StoredRollout], events: @escaping @Sendable (RolloutEvent) -> Void) async throws -> CommandOutcome {
+        try await ApplyEngine.recoverAbandonedRuns(store: store, identity: identity)
         let run = try await store.startRun(RunStart(kind: .rollout, owner: identity, fleetCommit: PlanEngine.gitCommit(planning.fleetRoot), regions: [region]))
         do {
             _ = try await store.acquireLeases(regions: [region], holder: identity, run: run.id, ttl: leaseTTL)

@@ -149,4 +149,46 @@ import MeridianTestHosts
         #expect(text.contains("wave second waits for approval"), "\(text)")
         #expect(FileManager.default.fileExists(atPath: cluster.hosts[1].root + "/state/manifest.json"))
     }
+
+    /// SIGKILL while the rollout waits out its grace period, then `apply`
+    /// (nothing left to change on the hosts) carries the rollout on from its record.
+    @Test func aRolloutKilledInItsGracePeriodIsCarriedOnByTheNextApply() async throws {
+        let cluster = try TestHostCluster(count: 1, addressPrefix: "127.0.113")
+        let fleet = try ApplyTestFleet(cluster: cluster, regions: ["north"], portBase: 19160)
+        defer { fleet.tearDown() }
+        let host = cluster.hosts[0]
+        let component = fleet.component(0)
+        try fleet.setPlatform("1.0.0", strategy: "blue-green", gracePeriod: "20s")
+        #expect(try fleet.meridian(["apply", "--auto-approve"]).status == 0)
+        try fleet.setPlatform("2.0.0", strategy: "blue-green", gracePeriod: "2s")
+        let process = Process()
+        process.executableURL = CLI.executable
+        process.arguments = ["apply", "--auto-approve", "--fleet", fleet.path]
+        process.environment = ["PATH": "/usr/bin:/bin", "HOME": FileManager.default.temporaryDirectory.path, "NO_COLOR": "1", "MERIDIAN_TEST_API_KEY": "s3cret-value"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let store = try await SQLiteStateStore.open(path: fleet.statePath)
+        var switched = false
+        for _ in 0..<400 {
+            if try await store.latestRollouts(region: "north").contains(where: { $0.phase == "switched" }) { switched = true; break }
+            if !process.isRunning { break }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        #expect(switched, "the rollout never reached its grace period")
+        // Killed in the grace period: traffic on green, blue still running for a rollback.
+        #expect(alive(host, component, "green") && alive(host, component, "blue"))
+        #expect(try slots(host, component).green == 100)
+
+        let resumed = try fleet.meridian(["apply", "--auto-approve"])
+        #expect(resumed.status == 0, "\(resumed.stdout)\n\(resumed.stderr)")
+        #expect(resumed.stdout.contains("Carrying on the unfinished rollouts of north"), "\(resumed.stdout)")
+        #expect(resumed.stdout.contains("\(component) 1.0.0 → 2.0.0: promoted"), "\(resumed.stdout)")
+        #expect(alive(host, component, "green") && !alive(host, component, "blue"))
+        let status = try fleet.meridian(["rollout", "status", "north"])
+        #expect(status.stdout.contains("phase:   promoted"), "\(status.stdout)")
+    }
 }
