@@ -32,7 +32,8 @@ let package = Package(
         ),
 
         // Pure decisions over a loaded fleet: governance rules, governance
-        // bundles, the residency routing table, rendered desired state, plans.
+        // bundles, the residency routing table, rendered desired state (with
+        // the gateway's nginx configuration), plans.
         .target(name: "MeridianPlanning", dependencies: ["MeridianModel", "MeridianBasics"]),
 
         // libssh2 as a system library; only MeridianSSH imports it.
@@ -73,9 +74,11 @@ let package = Package(
         // The thin executable.
         .executableTarget(name: "meridian", dependencies: ["MeridianCLI"]),
 
-        // Real sshd (and later nginx) processes on loopback addresses, and the
-        // example stack laid out in test fleets, for integration tests,
-        // benchmarks and by-hand use.
+        // Real sshd processes (and the nginx gateway steps start on them) on
+        // loopback addresses, the example stack laid out in test fleets, HTTP
+        // backends and a keep-alive client, for integration tests, benchmarks
+        // and by-hand use, and what every test target shares: bounded polling
+        // and a seeded random generator.
         .target(name: "MeridianTestHosts", dependencies: ["MeridianBasics"]),
 
         // Starts and stops test hosts by hand: `meridian-testhosts up --count N --dir D`.
@@ -89,7 +92,7 @@ let package = Package(
 
         .testTarget(
             name: "MeridianTests",
-            dependencies: ["MeridianBasics", "MeridianModel", "MeridianLoading", "MeridianPlanning"],
+            dependencies: ["MeridianBasics", "MeridianModel", "MeridianLoading", "MeridianPlanning", "MeridianTestHosts"],
             exclude: ["Golden"]
         ),
         .testTarget(
@@ -98,7 +101,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MeridianStateTests",
-            dependencies: ["MeridianState", "MeridianBasics", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["MeridianState", "MeridianBasics", "MeridianTestHosts", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "MeridianEngineTests",

@@ -17,7 +17,7 @@ struct ApplyCommand: AsyncParsableCommand {
         --auto-approve also passes waves that wait for approval. \
         Exit codes: 0 applied, 1 a host or region failed (the others completed), 3 a rollout failed its checks and was rolled back \
         (the fleet is consistent), 4 a region is locked by another run, \
-        64 no terminal to confirm on and no --auto-approve, 65 invalid fleet files or a governance rule forbids the change now.
+        64 no terminal to confirm on and no --auto-approve, 65 invalid fleet files or a change inside a freeze window.
         """
     )
 
@@ -49,11 +49,14 @@ struct ApplyCommand: AsyncParsableCommand {
             if !selection.regions.isEmpty {
                 plan.regions = plan.regions.filter { selection.regions.contains($0.name) }
             }
+            // A window that began after the plan was saved still holds.
+            try planning.refuseFrozen(plan)
         } else {
             let result = try await planning.plan(regions: selection.regions, parallelism: parallelism)
             plan = result.plan
             fleet = result.fleet
             planningFailures = result.failures
+            try planning.refuseFrozen(plan)
             Output.text(plan.renderText(style: PlanningSession.textStyle))
             PlanningSession.report(planningFailures)
             if !plan.summary.hasChanges {

@@ -27,10 +27,7 @@ struct FleetCheck {
         let bundles = fleet.regions.map { GovernanceBundle.render(region: $0, fleet: fleet, routes: routes) }
         // Render every template for every host it is written to, so a missing
         // variable is a validation error placed at the config entry that uses it.
-        var templates: [String: String] = [:]
-        for path in Set(fleet.regions.flatMap { $0.configFiles.map(\.template) }) {
-            if let data = try? Data(contentsOf: root.appendingPathComponent(path)) { templates[path] = String(decoding: data, as: UTF8.self) }
-        }
+        let templates = LocalFleetFileSystem(root: root).templateFiles(of: fleet).mapValues { String(decoding: $0, as: UTF8.self) }
         let renderer = DesiredStateRenderer(fleet: fleet, bundles: bundles, templates: templates, artifacts: [], requireArtifacts: false)
         let (_, templateDiagnostics) = renderer.render()
         // A template file that is missing was already reported by the loader.

@@ -26,6 +26,7 @@ struct PlanCommand: AsyncParsableCommand {
     func run() async throws {
         let planning = try PlanningSession.open(fleetOptions: fleetOptions, selection: selection, format: format)
         let result = try await planning.plan(regions: selection.regions, parallelism: parallelism)
+        try planning.refuseFrozen(result.plan)
         if let out {
             do {
                 try result.plan.renderJSON().write(to: URL(fileURLWithPath: out))
@@ -48,6 +49,7 @@ struct PlanCommand: AsyncParsableCommand {
 struct PlanningSession {
     var engine: PlanEngine
     var fleet: Fleet
+    var format: OutputFormat
 
     /// Loads and checks the fleet (exit 65 on any problem) and the selected regions (exit 64).
     static func open(fleetOptions: FleetOptions, selection: RegionSelection, format: OutputFormat) throws -> PlanningSession {
@@ -60,7 +62,21 @@ struct PlanningSession {
             Output.error("error: \(error.message)")
             throw ExitCode(ExitStatus.usage)
         }
-        return PlanningSession(engine: PlanEngine(fleet: fleet, fleetRoot: fleetOptions.root, bundles: check.bundles), fleet: fleet)
+        return PlanningSession(engine: PlanEngine(fleet: fleet, fleetRoot: fleetOptions.root, bundles: check.bundles), fleet: fleet, format: format)
+    }
+
+    /// A freeze window is violated only by a change: the regions `plan`
+    /// changes, now. Each violation is printed at its rule and the command
+    /// exits 65 before anything is saved or applied.
+    func refuseFrozen(_ plan: Plan, now: Date = Date()) throws {
+        let changing = Set(plan.regions.filter(\.hasChanges).map(\.name))
+        guard !changing.isEmpty else { return }
+        // `open` refused every other violation already; what is left is the freeze.
+        let violations = GovernanceEvaluator.evaluate(fleet: fleet, now: now, changingRegions: changing)
+        let frozen = Diagnostics(violations.items.filter { $0.severity == .error })
+        guard frozen.hasErrors else { return }
+        Output.diagnostics(frozen, format: format)
+        throw ExitCode(ExitStatus.invalidFleet)
     }
 
     func parallelism(_ option: Int?) -> Int { option ?? fleet.settings.defaults.parallelism }

@@ -1,5 +1,6 @@
 import Foundation
 import MeridianBasics
+import MeridianLoading
 import MeridianModel
 import MeridianPlanning
 import MeridianSSH
@@ -205,14 +206,8 @@ public struct DriftEngine: Sendable {
     /// its components should run. Template or artifact problems only leave
     /// those parts out: pending changes are advice, drift does not depend on them.
     func renderDesired(regions: Set<String>) -> ([HostID: DesiredHostState], [HostID: [String: String]]) {
-        var templates: [String: String] = [:]
-        for region in fleet.regions where regions.contains(region.name) {
-            for config in region.configFiles where templates[config.template] == nil {
-                if let text = try? String(contentsOf: fleetRoot.appendingPathComponent(config.template), encoding: .utf8) {
-                    templates[config.template] = text
-                }
-            }
-        }
+        let templates = LocalFleetFileSystem(root: fleetRoot).templateFiles(of: fleet, regions: regions)
+            .compactMapValues { String(data: $0, encoding: .utf8) }
         let (bundles, _) = GovernanceBundle.renderAll(fleet)
         // Artifacts are not prepared by drift: components are compared by version instead.
         let renderer = DesiredStateRenderer(fleet: fleet, bundles: bundles, templates: templates, artifacts: [])

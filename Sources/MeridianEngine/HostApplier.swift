@@ -99,6 +99,11 @@ struct HostApplier: Sendable {
             _ = try await session.run(RemoteScripts.start(root: root, layout: layout, slot: slot))
         case .healthCheck(let component, let slot, let address, let port, let path):
             try await Self.healthCheck(component: component, slot: slot, address: address, port: port, path: path, root: desired.root, timings: timings, on: session)
+        case .activateGateway:
+            guard let gateway = desired.gateway else {
+                throw HostStepError(step: step.summary, reason: "host \(desired.id) has no gateway configuration in the desired state")
+            }
+            _ = try await GatewayActivation.activate(gateway, root: root, on: session, host: desired.id.description)
         case .writeManifest:
             // The prepare step, always first, created state/.
             _ = try await session.upload(manifest.encoded(), to: RemoteScripts.join(root, HostManifest.path), mode: 0o644)

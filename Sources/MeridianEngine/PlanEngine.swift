@@ -1,5 +1,6 @@
 import Foundation
 import MeridianBasics
+import MeridianLoading
 import MeridianModel
 import MeridianPlanning
 import MeridianSSH
@@ -92,13 +93,10 @@ public struct PlanEngine: Sendable {
         let (artifacts, artifactProblems) = ArtifactPreparation(fleet: fleet, fleetRoot: fleetRoot).prepare(regions: selected)
         var templates: [String: String] = [:]
         var templateHashes: [String: String] = [:]
-        for region in fleet.regions where selected.contains(region.name) {
-            for config in region.configFiles where templates[config.template] == nil {
-                let url = fleetRoot.appendingPathComponent(config.template)
-                if let data = FileManager.default.contents(atPath: url.path), let text = String(data: data, encoding: .utf8) {
-                    templates[config.template] = text
-                    templateHashes[config.template] = SHA256.hex(data)
-                }
+        for (path, data) in LocalFleetFileSystem(root: fleetRoot).templateFiles(of: fleet, regions: selected) {
+            if let text = String(data: data, encoding: .utf8) {
+                templates[path] = text
+                templateHashes[path] = SHA256.hex(data)
             }
         }
         let renderer = DesiredStateRenderer(fleet: fleet, bundles: bundles, templates: templates, artifacts: artifacts.map(\.artifact))

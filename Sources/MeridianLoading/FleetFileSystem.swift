@@ -24,9 +24,24 @@ public struct LocalFleetFileSystem: FleetFileSystem {
 
     private func url(_ path: String) -> URL { path.isEmpty ? root : root.appendingPathComponent(path) }
 
+    /// Opens without blocking and reads only a regular file: a FIFO, socket
+    /// or device where a fleet file should be would otherwise block the
+    /// loader forever, or read without end.
     public func read(_ path: String) throws -> Data? {
         guard isFile(path) else { return nil }
-        return try Data(contentsOf: url(path))
+        let descriptor = open(url(path).path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else { throw FleetFileError(path: path, reason: String(cString: strerror(errno))) }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else { throw FleetFileError(path: path, reason: String(cString: strerror(errno))) }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw FleetFileError(path: path, reason: "it is not a regular file (a FIFO, socket or device); fleet files must be plain files")
+        }
+        do {
+            return try handle.readToEnd() ?? Data()
+        } catch {
+            throw FleetFileError(path: path, reason: "reading failed: \(error.localizedDescription)")
+        }
     }
 
     public func list(_ directory: String) -> [String] {
@@ -41,6 +56,30 @@ public struct LocalFleetFileSystem: FleetFileSystem {
     public func isDirectory(_ path: String) -> Bool {
         var isDirectory: ObjCBool = false
         return FileManager.default.fileExists(atPath: url(path).path, isDirectory: &isDirectory) && isDirectory.boolValue
+    }
+}
+
+/// A fleet file that exists but cannot be read as one.
+public struct FleetFileError: Error, LocalizedError, CustomStringConvertible, Sendable {
+    public var path: String
+    public var reason: String
+    public var description: String { "\(path) cannot be read: \(reason)" }
+    public var errorDescription: String? { reason }
+}
+
+extension FleetFileSystem {
+    /// The bytes of every template the config entries of `regions` (all when
+    /// nil) name, read through this file system, so a template is read under
+    /// the same rules as every other fleet file. One that cannot be read is
+    /// left out: the validator reports it.
+    public func templateFiles(of fleet: Fleet, regions: Set<String>? = nil) -> [String: Data] {
+        var result: [String: Data] = [:]
+        for region in fleet.regions where regions?.contains(region.name) ?? true {
+            for config in region.configFiles where result[config.template] == nil {
+                if let data = try? read(config.template) { result[config.template] = data }
+            }
+        }
+        return result
     }
 }
 

@@ -38,7 +38,7 @@ public struct FleetLoader: Sendable {
                 hashes[path] = SHA256.hex(data)
                 return YAMLDocument.parse(data, file: path, into: &diagnostics)
             } catch {
-                diagnostics.error(SourceLocation(file: path), "", "could not be read: \(error.localizedDescription)")
+                diagnostics.error(SourceLocation(file: path, line: 1, column: 1), "", "could not be read: \(error.localizedDescription)")
                 return nil
             }
         }
@@ -52,7 +52,7 @@ public struct FleetLoader: Sendable {
         var settings: FleetSettings?
         var settingsNode: Node?
         if !fileSystem.isFile(FleetLoader.settingsFile) {
-            diagnostics.error(SourceLocation(file: FleetLoader.settingsFile), "", "no meridian.yaml at the fleet root: point --fleet (or MERIDIAN_FLEET) at a fleet repository, or create one (see docs/fleet-files.md)")
+            diagnostics.error(SourceLocation(file: FleetLoader.settingsFile, line: 1, column: 1), "", "no meridian.yaml at the fleet root: point --fleet (or MERIDIAN_FLEET) at a fleet repository, or create one (see docs/fleet-files.md)")
         } else if let node = document(FleetLoader.settingsFile) {
             settingsNode = node
             var reader = NodeReader(file: FleetLoader.settingsFile)
@@ -66,7 +66,7 @@ public struct FleetLoader: Sendable {
         var incompleteRegions: [Region] = []
         let regionFiles = yamlFiles(in: FleetLoader.regionsFolder)
         if regionFiles.isEmpty {
-            diagnostics.error(SourceLocation(file: FleetLoader.regionsFolder), "", "no region files: add at least one regions/NAME.yaml")
+            diagnostics.error(SourceLocation(file: FleetLoader.regionsFolder, line: 1, column: 1), "", "no region files: add at least one regions/NAME.yaml")
         }
         for path in regionFiles {
             guard let node = document(path) else { unreadable.regions.insert(stem(path)); continue }

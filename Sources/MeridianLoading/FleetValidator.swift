@@ -66,6 +66,16 @@ struct FleetValidator {
                 error(settings, "platform", "component \"\(component.name)\" has no platform version: add platform.\(component.name), or pin versions.\(component.name) in every region that runs it")
             }
         }
+        // Two components must not share a gateway route.
+        var routes: [String: String] = [:]
+        for component in fleet.settings.components {
+            guard let route = component.route else { continue }
+            if let other = routes[route] {
+                error(settings, "components.\(component.name).route", "route \(route) is already the route of \(other): give every component its own path prefix")
+            } else {
+                routes[route] = component.name
+            }
+        }
         // Two components on one host must not share a port.
         var owners: [Int: String] = [:]
         for component in fleet.settings.components {

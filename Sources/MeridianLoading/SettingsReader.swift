@@ -85,7 +85,7 @@ enum SettingsReader {
     }
 
     static func readComponent(_ name: String, _ node: Node, _ path: String, _ r: inout NodeReader) -> Component? {
-        let keys = ["artifact", "start", "ports", "health", "smoke", "strategy", "canary"]
+        let keys = ["artifact", "start", "ports", "health", "smoke", "strategy", "canary", "route"]
         guard let map = r.mapping(node, path, known: keys, required: ["artifact", "start", "ports"]) else { return nil }
         var artifact: ArtifactSource?
         if let n = map["artifact"] { artifact = readArtifact(n, NodeReader.join(path, "artifact"), &r) }
@@ -123,6 +123,10 @@ enum SettingsReader {
             }
         }
         if let n = map["canary"] { component.canary = readCanary(n, NodeReader.join(path, "canary"), &r) }
+        if let n = map["route"], let v = r.nonEmptyString(n, NodeReader.join(path, "route")) {
+            if let problem = GatewayRoutes.problem(v) { r.error(n, NodeReader.join(path, "route"), problem) }
+            else { component.route = v }
+        }
         guard artifact != nil, start != nil, ports != nil else { return nil }
         return component
     }
@@ -268,6 +272,26 @@ enum SettingsReader {
 }
 
 /// Path rules for files meridian writes on hosts and reads in the fleet.
+/// What a component's `route` may be: a path prefix the gateway's nginx can
+/// take as a location without quoting.
+public enum GatewayRoutes {
+    /// Paths under this prefix are the gateway's own.
+    public static let reserved = "/.meridian/"
+
+    /// Nil when `route` is acceptable, else the sentence that says why not.
+    public static func problem(_ route: String) -> String? {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
+        let segments = route.split(separator: "/", omittingEmptySubsequences: false).dropFirst().dropLast()
+        guard route.count >= 3, route.hasPrefix("/"), route.hasSuffix("/"),
+              segments.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." && $0.allSatisfy(allowed.contains) })
+        else {
+            return "expected a path prefix that starts and ends with '/', such as /v1/, made of letters, digits, '-', '.', '_' and '~', got \"\(route)\""
+        }
+        if route.hasPrefix(reserved) { return "paths under \(reserved) are the gateway's own: choose another route than \"\(route)\"" }
+        return nil
+    }
+}
+
 public enum HostPaths {
     /// An absolute path with no `.`, `..` or empty components.
     public static func isAbsoluteClean(_ path: String) -> Bool {

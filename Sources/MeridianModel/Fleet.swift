@@ -160,6 +160,9 @@ public struct Component: Sendable, Equatable {
     public var smoke: [SmokeProbe]
     public var strategy: RolloutStrategy
     public var canary: CanarySettings
+    /// The path prefix the regional gateway sends to this component, e.g.
+    /// `/v1/`; starts and ends with `/`. Nil: the gateway does not serve it.
+    public var route: String?
 
     /// The names a start command may write in braces; each is replaced when a slot starts.
     public static let startPlaceholders = ["address", "port", "slot", "version", "root"]
@@ -177,7 +180,7 @@ public struct Component: Sendable, Equatable {
         return found
     }
 
-    public init(name: String, artifact: ArtifactSource, start: [String], ports: SlotPorts, health: String = "/healthz", smoke: [SmokeProbe] = [], strategy: RolloutStrategy = .recreate, canary: CanarySettings = CanarySettings()) {
+    public init(name: String, artifact: ArtifactSource, start: [String], ports: SlotPorts, health: String = "/healthz", smoke: [SmokeProbe] = [], strategy: RolloutStrategy = .recreate, canary: CanarySettings = CanarySettings(), route: String? = nil) {
         self.name = name
         self.artifact = artifact
         self.start = start
@@ -186,6 +189,7 @@ public struct Component: Sendable, Equatable {
         self.smoke = smoke
         self.strategy = strategy
         self.canary = canary
+        self.route = route
     }
 }
 

@@ -33,11 +33,18 @@ public struct DesiredStateRenderer: Sendable {
     /// Whether a component version without a prepared artifact is an error;
     /// `validate` renders without artifacts, only to check the templates.
     public let requireArtifacts: Bool
+    /// The gateway's traffic split per region and component, for rollouts in
+    /// progress; a component without one sends all traffic to its active slot.
+    public let trafficSplits: [String: [String: TrafficSplit]]
 
-    public init(fleet: Fleet, bundles: [GovernanceBundle], templates: [String: String], artifacts: [PreparedArtifact], requireArtifacts: Bool = true) {
+    public init(fleet: Fleet, bundles: [GovernanceBundle], templates: [String: String], artifacts: [PreparedArtifact], requireArtifacts: Bool = true,
+                trafficSplits: [String: [String: TrafficSplit]] = [:]) {
         self.requireArtifacts = requireArtifacts
+        self.trafficSplits = trafficSplits
         self.fleet = fleet
-        self.bundles = Dictionary(uniqueKeysWithValues: bundles.map { ($0.region, $0) })
+        // Two region files may declare one name (validate reports it and still
+        // renders the templates): the first bundle stands for that name.
+        self.bundles = Dictionary(bundles.map { ($0.region, $0) }, uniquingKeysWith: { first, _ in first })
         self.templates = templates
         self.artifacts = Dictionary(artifacts.map { ("\($0.component)@\($0.version)", $0) }, uniquingKeysWith: { a, _ in a })
     }
@@ -102,9 +109,29 @@ public struct DesiredStateRenderer: Sendable {
                                                bluePort: component.ports.blue, greenPort: component.ports.green,
                                                startCommand: component.start, healthPath: component.health, smoke: component.smoke))
         }
+        var gateway: GatewayConfig?
+        if host.roles.contains(.gateway) {
+            let config = GatewayConfig.forGateway(host, in: region, fleet: fleet, splits: splits(in: region))
+            files.append(ManagedFile(path: GatewayConfig.path, content: .bytes(Data(config.text.utf8)), mode: 0o644, source: "gateway of \(region.name)"))
+            gateway = config
+        }
         return DesiredHostState(region: region.name, host: host.name, address: host.address, root: root,
-                                roles: host.roles.map(\.description), files: files, releases: releases, components: layouts)
+                                roles: host.roles.map(\.description), files: files, releases: releases, components: layouts, gateway: gateway)
     }
+
+    /// Each component's split in `region`: the one given, else all traffic on
+    /// the active slot (the slot `renderHost` lays out; blue until rollouts
+    /// record another, and then they give the split).
+    func splits(in region: Region) -> [String: TrafficSplit] {
+        var splits: [String: TrafficSplit] = [:]
+        for component in fleet.settings.components {
+            splits[component.name] = trafficSplits[region.name]?[component.name] ?? .all(on: Self.activeSlot)
+        }
+        return splits
+    }
+
+    /// The slot a component's version runs in when no rollout says otherwise.
+    static let activeSlot: Slot = .blue
 
     /// The names a template can use (docs/templates.md).
     func templateVariables(region: Region, host: FleetHost, root: String, component: Component?) -> [String: TemplateValue] {

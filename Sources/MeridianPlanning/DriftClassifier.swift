@@ -104,17 +104,19 @@ public enum DriftClassifier {
         }
 
         for (path, entry) in applied.files.sorted(by: { $0.key < $1.key }) {
-            let isBundle = path == DesiredHostState.governanceBundlePath
+            // The bundle and the gateway configuration have kinds of their own.
+            let own: DriftKind? = path == DesiredHostState.governanceBundlePath ? .bundleMismatch
+                : path == GatewayConfig.path ? .gatewayConfigModified : nil
             switch observed.files[path] ?? .missing {
             case .missing:
-                add(isBundle ? .bundleMismatch : .managedFileMissing, path, "missing; applied with sha256 \(short(entry.sha256 ?? entry.maskedSHA256))")
+                add(own ?? .managedFileMissing, path, "missing; applied with sha256 \(short(entry.sha256 ?? entry.maskedSHA256))")
             case .notRegular:
-                add(isBundle ? .bundleMismatch : .managedFileModified, path, "is not a regular file (a folder, link or device, or unreadable)")
+                add(own ?? .managedFileModified, path, "is not a regular file (a folder, link or device, or unreadable)")
             case .regular(let sha256, let mode, _):
                 if let expected = entry.sha256, expected != sha256 {
-                    add(isBundle ? .bundleMismatch : .managedFileModified, path, "sha256 expected \(short(expected)), found \(short(sha256))")
+                    add(own ?? .managedFileModified, path, "sha256 expected \(short(expected)), found \(short(sha256))")
                 } else if mode != entry.mode {
-                    add(isBundle ? .bundleMismatch : .managedFileModified, path, "mode expected \(octal(entry.mode)), found \(octal(mode))")
+                    add(own ?? .managedFileModified, path, "mode expected \(octal(entry.mode)), found \(octal(mode))")
                 }
                 // A sensitive file records only its masked fingerprint, so a
                 // change of its content cannot be seen; only presence and mode can.

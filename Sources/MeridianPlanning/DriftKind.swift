@@ -17,6 +17,8 @@ public enum DriftKind: String, Sendable, Codable, CaseIterable, Hashable, Compar
     case slotMismatch = "slot-mismatch"
     /// The governance bundle on the host does not hash to the applied bundle.
     case bundleMismatch = "bundle-mismatch"
+    /// The gateway's nginx configuration (`router/nginx.conf`) was edited or removed by hand.
+    case gatewayConfigModified = "gateway-config-modified"
     /// A component that should run has no live process.
     case componentNotRunning = "component-down"
     /// A component runs but fails its health check.
@@ -46,6 +48,8 @@ public enum DriftKind: String, Sendable, Codable, CaseIterable, Hashable, Compar
             return "reinstall with `meridian drift --remediate \(rawValue)`; check who changed the host by hand"
         case .bundleMismatch:
             return "restore the governance bundle with `meridian drift --remediate \(rawValue)`"
+        case .gatewayConfigModified:
+            return "restore the gateway configuration (checked with nginx -t, then reloaded) with `meridian drift --remediate \(rawValue)`, or change the fleet repository instead"
         case .componentNotRunning:
             return "start it again with `meridian drift --remediate \(rawValue)`; read its log under <root>/run/"
         case .componentUnhealthy:
@@ -64,7 +68,7 @@ public enum DriftKind: String, Sendable, Codable, CaseIterable, Hashable, Compar
     /// Whether `drift --remediate` can repair this kind through the normal apply path.
     public var isRemediable: Bool {
         switch self {
-        case .managedFileModified, .managedFileMissing, .releaseMismatch, .slotMismatch, .bundleMismatch,
+        case .managedFileModified, .managedFileMissing, .releaseMismatch, .slotMismatch, .bundleMismatch, .gatewayConfigModified,
              .componentNotRunning, .componentUnhealthy, .lockLeftBehind:
             return true
         case .unmanagedFile, .manifestMismatch, .hostKeyChanged, .hostUnreachable:

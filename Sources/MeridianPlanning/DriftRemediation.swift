@@ -49,7 +49,7 @@ public enum DriftRemediationPlanner {
                     continue
                 }
                 remedies.append(.removeStaleLock(finding: finding, root: root, runID: lock.runID, leaseFree: !(evidence[key]?.regionLeaseHeld ?? true)))
-            case .managedFileModified, .managedFileMissing, .bundleMismatch, .releaseMismatch, .slotMismatch, .componentNotRunning, .componentUnhealthy:
+            case .managedFileModified, .managedFileMissing, .bundleMismatch, .gatewayConfigModified, .releaseMismatch, .slotMismatch, .componentNotRunning, .componentUnhealthy:
                 remedies.append(.throughApply(finding: finding, actions: []))
             case .unmanagedFile, .manifestMismatch, .hostKeyChanged, .hostUnreachable:
                 remedies.append(.notRemediated(finding: finding, reason: "this kind is never fixed automatically: \(finding.kind.fix)"))
@@ -106,7 +106,7 @@ public enum DriftApplyFilter {
 
     static func action(for finding: DriftFinding, in host: HostPlan, manifest: HostManifest, desired: DesiredHostState) -> Result<PlanAction, Refusal> {
         switch finding.kind {
-        case .managedFileModified, .managedFileMissing, .bundleMismatch:
+        case .managedFileModified, .managedFileMissing, .bundleMismatch, .gatewayConfigModified:
             guard let write = host.actions.first(where: { ($0.kind == .createFile || $0.kind == .updateFile) && $0.subject == finding.subject }),
                   let entry = manifest.files[finding.subject] else {
                 return .failure(Refusal(reason: "the plan has no write of \(finding.subject)"))

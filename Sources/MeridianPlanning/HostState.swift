@@ -183,8 +183,12 @@ public struct DesiredHostState: Codable, Sendable, Equatable {
     public var files: [ManagedFile]
     public var releases: [ReleaseRequirement]
     public var components: [ComponentSlotLayout]
+    /// On a gateway host, its nginx configuration; its text is also in
+    /// `files` at `GatewayConfig.path`, so plan and drift treat it like any
+    /// file, while apply puts it in place through the gateway step.
+    public var gateway: GatewayConfig?
 
-    public init(region: String, host: String, address: String, root: String, roles: [String], files: [ManagedFile], releases: [ReleaseRequirement], components: [ComponentSlotLayout]) {
+    public init(region: String, host: String, address: String, root: String, roles: [String], files: [ManagedFile], releases: [ReleaseRequirement], components: [ComponentSlotLayout], gateway: GatewayConfig? = nil) {
         self.region = region
         self.host = host
         self.address = address
@@ -193,6 +197,7 @@ public struct DesiredHostState: Codable, Sendable, Equatable {
         self.files = files
         self.releases = releases
         self.components = components
+        self.gateway = gateway
     }
 
     /// `region/host`: the key of observed states and of host plans.
@@ -459,8 +464,11 @@ public struct ObservedHostState: Codable, Sendable, Equatable {
     public var lock: RemoteLock?
     /// Files under the managed folders that meridian was not asked about, sorted.
     public var unmanagedFiles: [String]
+    /// Whether the gateway's nginx master (`router/run/nginx.pid`) is alive;
+    /// nil when the observation did not look (a host without the gateway role).
+    public var gatewayRunning: Bool?
 
-    public init(manifest: ObservedManifest = .absent, files: [String: ObservedFile] = [:], fileContents: [String: Data] = [:], releases: [ObservedRelease] = [], slots: [ObservedSlotLink] = [], processes: [ObservedProcess] = [], lock: RemoteLock? = nil, unmanagedFiles: [String] = []) {
+    public init(manifest: ObservedManifest = .absent, files: [String: ObservedFile] = [:], fileContents: [String: Data] = [:], releases: [ObservedRelease] = [], slots: [ObservedSlotLink] = [], processes: [ObservedProcess] = [], lock: RemoteLock? = nil, unmanagedFiles: [String] = [], gatewayRunning: Bool? = nil) {
         self.manifest = manifest
         self.files = files
         self.fileContents = fileContents
@@ -469,6 +477,7 @@ public struct ObservedHostState: Codable, Sendable, Equatable {
         self.processes = processes
         self.lock = lock
         self.unmanagedFiles = unmanagedFiles
+        self.gatewayRunning = gatewayRunning
     }
 
     public func slotTarget(component: String, slot: SlotName) -> String? {

@@ -19,6 +19,10 @@ public enum HostStep: Sendable, Equatable {
     case startComponent(component: String, slot: SlotName)
     /// Asks the slot at the host's service address, through the SSH connection.
     case healthCheck(component: String, slot: SlotName, address: String, port: Int, path: String)
+    /// Puts the gateway's new nginx configuration in place: written under
+    /// router/, checked with `nginx -t`, swapped, nginx started or reloaded,
+    /// and confirmed serving (`GatewayActivation`).
+    case activateGateway
     case writeManifest
 
     /// The sentence the journal and progress lines show.
@@ -32,6 +36,7 @@ public enum HostStep: Sendable, Equatable {
         case .linkSlot(let component, let slot, let version): return "point slot \(component)/\(slot.rawValue) at \(version)"
         case .startComponent(let component, let slot): return "start \(component) (\(slot.rawValue))"
         case .healthCheck(let component, let slot, let address, let port, let path): return "health-check \(component) (\(slot.rawValue)) on \(HostPort(address, port)) \(path)"
+        case .activateGateway: return "check, put in place and reload the gateway configuration \(GatewayConfig.path)"
         case .writeManifest: return "write \(HostManifest.path)"
         }
     }
@@ -50,6 +55,9 @@ public enum HostStep: Sendable, Equatable {
         // planned file changes and before any component starts, so a restart
         // reads them too.
         var extrasPending = !extraWrites.isEmpty
+        // The gateway configuration is never written as a plain file: it goes
+        // live through the gateway step, after this host's files and components.
+        var gatewayChanged = false
         func flushExtras() {
             guard extrasPending else { return }
             extrasPending = false
@@ -60,6 +68,7 @@ public enum HostStep: Sendable, Equatable {
             case .installRelease:
                 if let release = desired.releases.first(where: { $0.path == action.subject }) { steps.append(.installRelease(release)) }
             case .createFile, .updateFile:
+                if action.subject == GatewayConfig.path, desired.gateway != nil { gatewayChanged = true; continue }
                 steps.append(.writeFile(path: action.subject))
             case .deleteFile:
                 steps.append(.deleteFile(path: action.subject))
@@ -91,6 +100,7 @@ public enum HostStep: Sendable, Equatable {
             }
         }
         flushExtras()
+        if gatewayChanged { steps.append(.activateGateway) }
         if writeManifest || !steps.isEmpty {
             steps.insert(.prepareHost(keeping: kept), at: 0)
             steps.append(.writeManifest)

@@ -72,6 +72,17 @@ public enum Planner {
             }
         }
 
+        // A gateway whose nginx is not running is started by the gateway step,
+        // which puts the (unchanged) configuration in place first.
+        if let gateway = desired.gateway, observed.gatewayRunning == false, !writes.contains(where: { $0.subject == GatewayConfig.path }) {
+            let fingerprint = SHA256.hex(gateway.text)
+            writes.append(PlanAction(
+                id: actionID(.updateFile, GatewayConfig.path), kind: .updateFile, subject: GatewayConfig.path,
+                beforeSHA256: fingerprint, afterSHA256: fingerprint, modeBefore: FileMode(0o644), modeAfter: FileMode(0o644),
+                reasons: ["nginx is not running: the gateway step starts it with this configuration"], source: "gateway of \(desired.region)"
+            ))
+        }
+
         var deletes: [PlanAction] = []
         let desiredPaths = Set(desired.files.map(\.path))
         for (path, entry) in (manifest?.files ?? [:]).sorted(by: { $0.key < $1.key }) where !desiredPaths.contains(path) {

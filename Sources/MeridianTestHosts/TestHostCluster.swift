@@ -49,7 +49,10 @@ public final class TestHostCluster: @unchecked Sendable {
     /// Without `directory`, a temporary folder is used and removed at the end.
     /// `extraListenAddresses` (e.g. `[::1]:24022`) are added to every host's
     /// sshd, for tests of IPv6 and of names; only sensible with one host.
-    public init(count: Int, addressPrefix: String = "127.0.10", firstOctet: Int = 1, port: Int = 22, directory: String? = nil, extraListenAddresses: [String] = []) throws {
+    /// `logLevel` is sshd's LogLevel: DEBUG makes each host's log show the
+    /// global requests (keepalives) it receives.
+    public init(count: Int, addressPrefix: String = "127.0.10", firstOctet: Int = 1, port: Int = 22, directory: String? = nil,
+                extraListenAddresses: [String] = [], logLevel: String = "INFO") throws {
         guard addressPrefix.hasPrefix("127."), addressPrefix.split(separator: ".").count == 3 else {
             throw TestHostError("address prefix \(addressPrefix) must be three loopback octets such as 127.0.10")
         }
@@ -92,7 +95,7 @@ public final class TestHostCluster: @unchecked Sendable {
             let host = TestHost(
                 name: name, address: address, port: port, directory: folder, root: folder + "/root", home: folder + "/home",
                 configFile: folder + "/sshd_config", logFile: folder + "/sshd.log", pidFile: folder + "/sshd.pid", hostKeyLine: keyLine)
-            try Self.config(host: host, hostKey: hostKey, authorizedKeys: authorizedKeys, extraListenAddresses: extraListenAddresses)
+            try Self.config(host: host, hostKey: hostKey, authorizedKeys: authorizedKeys, extraListenAddresses: extraListenAddresses, logLevel: logLevel)
                 .write(toFile: host.configFile, atomically: true, encoding: .utf8)
             made.append(host)
         }
@@ -183,7 +186,30 @@ public final class TestHostCluster: @unchecked Sendable {
     }
 
     public func stopAll() {
-        for host in hosts { kill(host) }
+        for host in hosts {
+            kill(host)
+            Self.stopGateway(root: host.root)
+        }
+    }
+
+    /// Stops the nginx that gateway steps started under `root` (its master's
+    /// pid file is `<root>/router/run/nginx.pid`): TERM, then KILL to its
+    /// process group (the master leads it) when it has not gone within about 5 s.
+    public static func stopGateway(root: String) {
+        let pidFile = root + "/router/run/nginx.pid"
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1,
+              let command = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8),
+              command.hasPrefix("nginx: master") else { return }
+        let group = getpgid(pid)
+        let workers = ((try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? "")
+            .split(separator: " ").compactMap { pid_t($0) }
+        Foundation.kill(pid, SIGTERM)
+        waitUntilGone([pid] + workers)
+        if group == pid { Foundation.kill(-group, SIGKILL) }
+        for worker in workers { Foundation.kill(worker, SIGKILL) }
+        waitUntilGone([pid] + workers)
+        try? FileManager.default.removeItem(atPath: pidFile)
     }
 
     /// Stops every host recorded in a cluster directory made by an earlier
@@ -200,6 +226,7 @@ public final class TestHostCluster: @unchecked Sendable {
             for pid in tree { Foundation.kill(pid, SIGKILL) }
             waitUntilGone(tree)
             try? FileManager.default.removeItem(atPath: host.pidFile)
+            stopGateway(root: "\(hostsFolder)/\(name)/root")
         }
         return stopped
     }
@@ -270,17 +297,29 @@ public final class TestHostCluster: @unchecked Sendable {
         return result
     }
 
-    static func accepts(address: String, port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    /// Whether something accepts TCP connections at `address` (IPv4, or IPv6 when it holds a colon) and `port`.
+    public static func accepts(address: String, port: Int) -> Bool {
+        let family = address.contains(":") ? AF_INET6 : AF_INET
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
+        func connectTo<Address>(_ socketAddress: inout Address) -> Bool {
+            withUnsafePointer(to: &socketAddress) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<Address>.size)) == 0 }
+            }
+        }
+        if family == AF_INET6 {
+            var socketAddress = sockaddr_in6()
+            socketAddress.sin6_family = sa_family_t(AF_INET6)
+            socketAddress.sin6_port = in_port_t(UInt16(port).bigEndian)
+            guard inet_pton(AF_INET6, address, &socketAddress.sin6_addr) == 1 else { return false }
+            return connectTo(&socketAddress)
+        }
         var socketAddress = sockaddr_in()
         socketAddress.sin_family = sa_family_t(AF_INET)
         socketAddress.sin_port = in_port_t(UInt16(port).bigEndian)
         guard inet_pton(AF_INET, address, &socketAddress.sin_addr) == 1 else { return false }
-        return withUnsafePointer(to: &socketAddress) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
+        return connectTo(&socketAddress)
     }
 
     static func keygen(path: String, comment: String) throws {
@@ -293,7 +332,7 @@ public final class TestHostCluster: @unchecked Sendable {
         guard process.terminationStatus == 0 else { throw TestHostError("ssh-keygen failed for \(path)") }
     }
 
-    static func config(host: TestHost, hostKey: String, authorizedKeys: String, extraListenAddresses: [String]) -> String {
+    static func config(host: TestHost, hostKey: String, authorizedKeys: String, extraListenAddresses: [String], logLevel: String = "INFO") -> String {
         """
         # sshd for meridian test host \(host.name); generated, loopback only.
         ListenAddress \(host.address)
@@ -315,7 +354,7 @@ public final class TestHostCluster: @unchecked Sendable {
         UseDNS no
         SetEnv HOME=\(host.home)
         Subsystem sftp internal-sftp
-        LogLevel INFO
+        LogLevel \(logLevel)
 
         """
     }

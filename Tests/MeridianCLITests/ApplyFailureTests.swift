@@ -133,7 +133,7 @@ import MeridianTestHosts
         let process = try startApply(fleet)
         let reached = try await waitForJournal(fleet, entries: 2, process: process, after: previous)
         cluster.kill(cluster.hosts[0])
-        process.waitUntilExit()
+        #expect(process.endsWithin(), "apply did not end within 20 s of its host's sshd being killed")
         #expect(reached)
         #expect(process.terminationStatus == 1)
 

@@ -35,9 +35,9 @@ struct ApplyTestFleet {
     func component(_ index: Int) -> String { "inference-\(regions[index])" }
     func port(_ index: Int) -> Int { portBase + 2 * index }
 
-    /// Rewrites meridian.yaml with every component at `version`, upgraded
+    /// Rewrites meridian.yaml with every component at `version`, health-checked at `health`, upgraded
     /// by `strategy` (with `extra` YAML lines under each component), and `waves` appended verbatim.
-    func setPlatform(_ version: String, strategy: String? = nil, extra: [String] = [], gracePeriod: String? = nil, waves: String? = nil) throws {
+    func setPlatform(_ version: String, health: String = "/healthz", strategy: String? = nil, extra: [String] = [], gracePeriod: String? = nil, waves: String? = nil) throws {
         var text = """
         version: 1
         name: apply-test
@@ -59,6 +59,7 @@ struct ApplyTestFleet {
                 artifact: artifacts/inference/{version}
                 start: [bin/serve, --address, "{address}", --port, "{port}"]
                 ports: { blue: \(port(index)), green: \(port(index) + 1) }
+                health: \(health)
 
             """
             if let strategy { text += "    strategy: \(strategy)\n" }
@@ -71,7 +72,7 @@ struct ApplyTestFleet {
     }
 
     /// Rewrites one region's file.
-    func writeRegion(_ index: Int, _ region: String, maxTokens: Int, version: String?) throws {
+    func writeRegion(_ index: Int, _ region: String, maxTokens: Int, version: String?, policies: [String] = ["residency"]) throws {
         let host = cluster.hosts[index]
         var text = """
         name: \(region)
@@ -88,7 +89,7 @@ struct ApplyTestFleet {
         config:
           - { template: templates/server.yaml.tmpl, destination: config/\(component(index))/server.yaml, component: \(component(index)) }
           - { template: templates/secret.yaml.tmpl, destination: config/\(component(index))/secret.yaml, component: \(component(index)) }
-        policies: [residency]
+        policies: [\(policies.joined(separator: ", "))]
 
         """
         if let version { text += "versions:\n  \(component(index)): \(version)\n" }
@@ -98,8 +99,18 @@ struct ApplyTestFleet {
     var path: String { directory.path }
     var statePath: String { directory.appendingPathComponent(".meridian/state.db").path }
 
-    func meridian(_ arguments: [String]) throws -> CLIRun {
-        try CLI.run(arguments + ["--fleet", path], environment: ["MERIDIAN_TEST_API_KEY": "s3cret-value"])
+    /// Runs the built meridian on this fleet; `secret: false` leaves the API key's variable unset.
+    func meridian(_ arguments: [String], secret: Bool = true) throws -> CLIRun {
+        try CLI.run(arguments + ["--fleet", path], environment: secret ? ["MERIDIAN_TEST_API_KEY": "s3cret-value"] : [:])
+    }
+
+    /// Removes everything meridian wrote on the hosts, so the next test sees fresh hosts.
+    func wipeHosts() {
+        for host in cluster.hosts {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: host.root)) ?? [] {
+                try? FileManager.default.removeItem(atPath: host.root + "/" + name)
+            }
+        }
     }
 
     /// Stops every component process the tests started (they outlive sshd), then removes the fleet.

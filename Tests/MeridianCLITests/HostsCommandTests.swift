@@ -40,13 +40,17 @@ import MeridianTestHosts
         #expect(refused.stderr.contains("meridian trust host1 --region eu-west"), "\(refused.stderr)")
 
         // Without a terminal and without --yes nothing is recorded.
+        let knownHosts = folder.appendingPathComponent(".meridian/known_hosts").path
         let unconfirmed = try CLI.run(["trust", "host1", "--fleet", folder.path])
         #expect(unconfirmed.status == 64)
+        #expect(unconfirmed.stderr.contains("no terminal to confirm on"), "\(unconfirmed.stderr)")
         let fingerprint = try sshKeygenFingerprint(host)
         #expect(unconfirmed.stdout.contains(fingerprint), "\(unconfirmed.stdout) lacks \(fingerprint)")
+        #expect(try String(contentsOfFile: knownHosts, encoding: .utf8) == "", "trust without confirmation wrote known_hosts")
 
         let trusted = try CLI.run(["trust", "host1", "--fleet", folder.path, "--yes"])
         #expect(trusted.status == 0, "\(trusted.stderr)")
+        #expect(try String(contentsOfFile: knownHosts, encoding: .utf8) == "\(host.address) \(host.hostKeyLine)\n")
         #expect(try CLI.run(["hosts", "check", "--fleet", folder.path]).status == 0)
     }
 

@@ -246,7 +246,9 @@ final class SleepingProcess: @unchecked Sendable {
         cluster.pause(cluster.hosts[0])
         defer { cluster.resume(cluster.hosts[0]) }
         let task = Task { try await engine.run() }
-        try await Task.sleep(for: .milliseconds(300))
+        // Cancelled once the run is on the record, so it is really part-way.
+        let started = try await Poll.until { try await !store.recentRuns(limit: 1).filter { $0.kind == .drift && $0.isRunning }.isEmpty }
+        #expect(started, "the drift run was never recorded as started")
         task.cancel()
         await #expect(throws: DriftInterrupted.self) { _ = try await task.value }
         let runs = try await store.recentRuns(limit: 10).filter { $0.kind == .drift }

@@ -63,16 +63,81 @@ import Testing
         let elsewhere = try #require(await sshError { _ = try await session.httpRequest(address: cluster.hosts[0].address, port: server.port, path: "/health") })
         #expect(elsewhere.description.contains("request to \(cluster.hosts[0].address):\(server.port)"), "\(elsewhere)")
 
+        // A line break anywhere in the request is refused before anything is
+        // sent, against a live server that would otherwise take the injected header.
+        let before = server.requests.count
+        let injections: [(String, () async throws -> Void)] = [
+            ("path", { _ = try await session.httpRequest(address: server.address, port: server.port, path: "/x\r\nEvil:1") }),
+            ("method", { _ = try await session.httpRequest(method: "GET\nEvil:1", address: server.address, port: server.port, path: "/x") }),
+            ("header value", { _ = try await session.httpRequest(address: server.address, port: server.port, path: "/x", headers: [HTTPHeader(name: "X-A", value: "1\r\nEvil:1")]) }),
+            ("header name", { _ = try await session.httpRequest(address: server.address, port: server.port, path: "/x", headers: [HTTPHeader(name: "X-A\nEvil", value: "1")]) }),
+        ]
+        for (place, send) in injections {
+            let injected = try #require(await sshError(send), "a line break in the \(place) was sent")
+            #expect(injected.kindName == "tunnelFailed", "\(place)")
+            #expect(injected.tunnelReason?.hasPrefix("refusing a line break in") == true, "\(place): \(injected)")
+        }
+        let spaced = try #require(await sshError { _ = try await session.httpRequest(address: server.address, port: server.port, path: "/x y") })
+        #expect(spaced.tunnelReason?.contains("must start with / and hold no space") == true, "\(spaced)")
+        #expect(server.requests.count == before, "a refused request reached the server: \(server.requests.dropFirst(before).map(\.head))")
+
         server.stop()
         let refused = try #require(await sshError { _ = try await session.httpRequest(address: server.address, port: server.port, path: "/health") })
         #expect(refused.kindName == "tunnelFailed")
-        let injected = try #require(await sshError { _ = try await session.httpRequest(address: server.address, port: 1, path: "/x HTTP/1.1\r\nEvil: 1") })
-        #expect(injected.kindName == "tunnelFailed")
+        #expect(refused.tunnelReason?.contains("nothing listening") == true, "\(refused)")
         let badAddress = try #require(await sshError { _ = try await session.httpRequest(address: "127.0.0.1 -oProxy", port: 1, path: "/") })
         #expect(badAddress.kindName == "tunnelFailed")
         // The session still works after failed probes.
         #expect(try await session.run(RemoteCommand(["true"])).succeeded)
         await session.close()
+    }
+
+    /// At most `parallelism` sessions are open at once, and that many are.
+    /// Each host's body records, in a folder the hosts share (they run on this
+    /// machine), when it is inside its session; each waits (bounded) until
+    /// `cap` are inside or every host has begun, which only a cap at least
+    /// that wide lets happen, then stays a second, and records the most it
+    /// saw inside at once.
+    @Test func theFanOutKeepsToItsParallelismAndReachesIt() async throws {
+        let cap = 3
+        let cluster = try TestHostCluster(count: 8, addressPrefix: "127.0.43")
+        let shared = cluster.directory + "/inside"
+        for folder in ["in", "began", "seen"] { try FileManager.default.createDirectory(atPath: shared + "/" + folder, withIntermediateDirectories: true) }
+        let total = cluster.hosts.count
+        let outcomes = await SSHFanOut.run(cluster.hosts.map { endpoint(cluster, $0) }, parallelism: cap) { session in
+            let me = RemoteCommand.quote(session.endpoint.hostName)
+            let dir = RemoteCommand.quote(shared)
+            // Enter; stay until `cap` are inside (or every host has begun:
+            // the last ones have fewer peers left) and then one more second,
+            // in which a session past the cap would be seen, unless one is
+            // seen sooner. The most seen inside is recorded.
+            let script = """
+                d=\(dir); touch "$d/in/"\(me) "$d/began/"\(me)
+                i=0; full=0; most=0
+                while :; do
+                  n=$(ls "$d/in" | wc -l); [ "$n" -gt "$most" ] && most=$n
+                  [ "$n" -gt \(cap) ] && break
+                  if [ "$n" -ge \(cap) ] || [ "$(ls "$d/began" | wc -l)" -ge \(total) ]; then
+                    full=$((full + 1)); [ $full -ge 100 ] && break
+                  fi
+                  i=$((i + 1)); [ $i -le 2000 ] || { echo "never $n inside" >&2; exit 9; }
+                  sleep 0.01
+                done
+                echo "$most" > "$d/seen/"\(me); rm "$d/in/"\(me); echo "$most"
+                """
+            return try await session.run(RemoteCommand(fixedScript: script)).stdoutText
+        }
+        for outcome in outcomes { #expect((try? outcome.result.get()) != nil, "\(outcome.endpoint.hostName): \(String(describing: outcome.result.failure))") }
+        let seen = try cluster.hosts.map { host in
+            Int(try String(contentsOfFile: shared + "/seen/" + host.name, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        }
+        #expect(seen.max() == cap, "the most sessions seen inside at once was \(seen.max() ?? 0), the cap is \(cap): \(seen)")
+        #expect(seen.allSatisfy { $0 >= 1 && $0 <= cap }, "\(seen)")
+        // Every live host's sshd accepted exactly one login.
+        for host in cluster.hosts {
+            let log = try String(contentsOfFile: host.logFile, encoding: .utf8)
+            #expect(log.components(separatedBy: "Accepted publickey").count - 1 == 1, "\(host.name)")
+        }
     }
 
     @Test func hostCheckReportsKeyAuthAndPrograms() async throws {
@@ -102,6 +167,14 @@ import Testing
         let parsed = HostCapabilities.parse("sh yes\ntar yes\nsha256sum no\nnginx yes\n")
         #expect(parsed == HostCapabilities(sh: true, tar: true, sha256sum: false, nginx: true))
         #expect(!parsed.isSufficient(gateway: false))
+    }
+}
+
+extension SSHError {
+    /// The reason of a `tunnelFailed` error.
+    var tunnelReason: String? {
+        if case .tunnelFailed(_, _, let reason) = kind { return reason }
+        return nil
     }
 }
 

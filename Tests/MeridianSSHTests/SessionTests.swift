@@ -9,8 +9,10 @@ import Testing
     @Test func hostileArgumentsArriveVerbatim() async throws {
         let cluster = try TestHostCluster(count: 1, addressPrefix: "127.0.10")
         let session = try await SSHSession.open(endpoint(cluster, cluster.hosts[0]))
+        // The marker would land in the cluster's folder, which goes with the cluster.
+        let marker = cluster.directory + "/pwned"
         let hostile = [
-            "plain", "two words", "it's", "\"double\"", "$(touch /tmp/meridian-pwned)", "`id`", "$HOME", "${PATH}",
+            "plain", "two words", "it's", "\"double\"", "$(touch \(marker))", "`id`", "$HOME", "${PATH}",
             "line1\nline2", "-n", "--help", "-", "", " ", "*", "?", "[a]", "~", "a;b", "a|b", "a&&b", ">x", "<y",
             "\\", "\\'", "'\"'\"'", "tab\there", "é ü ∑", "#comment", "!event", "\r",
         ]
@@ -18,7 +20,7 @@ import Testing
         let received = result.stdout.split(separator: 0, omittingEmptySubsequences: false).dropLast()
             .map { String(decoding: $0, as: UTF8.self) }
         #expect(received == hostile)
-        #expect(!FileManager.default.fileExists(atPath: "/tmp/meridian-pwned"))
+        #expect(!FileManager.default.fileExists(atPath: marker))
 
         // The same words survive a second shell level.
         let nested = try await session.run(RemoteCommand(["printf", "%s\\0"] + hostile).underPOSIXShell)
@@ -91,8 +93,17 @@ import Testing
         await session.close()
     }
 
+    /// `localhost` and `::1` have no address but 127.0.0.1 and ::1, so this
+    /// test alone listens there, on a port of its own (22014, after its
+    /// octet), checked free first; every other test keeps to its 127.0.X.Y.
+    static let sharedLoopbackPort = 22_014
+
     @Test func namesAndIPv6Resolve() async throws {
-        let port = 24_000 + Int.random(in: 0..<900)
+        let port = Self.sharedLoopbackPort
+        for address in ["127.0.0.1", "::1"] {
+            try #require(!TestHostCluster.accepts(address: address, port: port),
+                         "\(address):\(port) is taken by another process; this test needs it for names and IPv6")
+        }
         let cluster = try TestHostCluster(count: 1, addressPrefix: "127.0.14", port: port, extraListenAddresses: ["[::1]:\(port)", "127.0.0.1:\(port)"])
         let host = cluster.hosts[0]
         let key = try #require(PublicHostKey(openSSHLine: host.hostKeyLine))
@@ -112,15 +123,45 @@ import Testing
         #expect(unresolved?.kindName == "unreachable")
     }
 
-    @Test func keepalivesFlowOnAnIdleSession() async throws {
-        let cluster = try TestHostCluster(count: 1, addressPrefix: "127.0.15")
-        var target = endpoint(cluster, cluster.hosts[0])
+    /// Keepalives are libssh2's `keepalive@libssh2.org` global requests; an
+    /// sshd at LogLevel DEBUG logs each one it receives, so the host's log
+    /// counts them: sent by the timer while the session is idle, and by the
+    /// wait loop while a command runs.
+    @Test func keepalivesAreSentWhileIdleAndDuringACommand() async throws {
+        let cluster = try TestHostCluster(count: 1, addressPrefix: "127.0.15", logLevel: "DEBUG")
+        let host = cluster.hosts[0]
+        func keepalives() -> Int {
+            let log = (try? String(contentsOfFile: host.logFile, encoding: .utf8)) ?? ""
+            return log.components(separatedBy: "rtype keepalive@libssh2.org").count - 1
+        }
+        var target = endpoint(cluster, host)
         target.keepaliveInterval = .seconds(1)
         let session = try await SSHSession.open(target)
-        try await Task.sleep(for: .milliseconds(2500))
-        let result = try await session.run(RemoteCommand(["echo", "alive"]))
-        #expect(result.stdoutText == "alive\n")
+        let idle = await Poll.until { keepalives() >= 2 }
+        #expect(idle, "an idle session with a 1 s interval sent \(keepalives()) keepalives in 20 s")
+
+        // During one long command the timer cannot run (the queue is busy), so
+        // keepalives seen meanwhile come from the wait loop.
+        let before = keepalives()
+        let marker = host.root + "/keepalive-done"
+        let running = Task {
+            try await session.run(RemoteCommand(fixedScript: "until [ -e \(RemoteCommand.quote(marker)) ]; do sleep 0.1; done; echo alive"))
+        }
+        let during = await Poll.until { keepalives() >= before + 2 }
+        FileManager.default.createFile(atPath: marker, contents: nil)
+        #expect(try await running.value.stdoutText == "alive\n")
+        #expect(during, "a running command saw \(keepalives() - before) keepalives in 20 s")
         await session.close()
+
+        // Without an interval, none.
+        let quiet = try TestHostCluster(count: 1, addressPrefix: "127.0.15", firstOctet: 2, logLevel: "DEBUG")
+        var silent = endpoint(quiet, quiet.hosts[0])
+        silent.keepaliveInterval = nil
+        let plain = try await SSHSession.open(silent)
+        #expect(try await plain.run(RemoteCommand(fixedScript: "sleep 2.5; echo alive")).stdoutText == "alive\n")
+        let log = (try? String(contentsOfFile: quiet.hosts[0].logFile, encoding: .utf8)) ?? ""
+        #expect(log.contains("Accepted publickey") && !log.contains("keepalive@libssh2.org"))
+        await plain.close()
     }
 }
 

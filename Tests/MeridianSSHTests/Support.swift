@@ -43,14 +43,9 @@ func runLocal(_ path: String, _ arguments: [String], environment: [String: Strin
     return String(decoding: data, as: UTF8.self)
 }
 
-/// Waits, bounded (about 20 s), until `condition` holds; sleeps without
-/// holding a thread of the cooperative pool, which the sessions under test need.
+/// Waits, bounded (about 20 s), until `condition` holds.
 func eventually(_ condition: () -> Bool) async -> Bool {
-    for _ in 0..<2000 {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return condition()
+    await Poll.until(condition)
 }
 
 extension SSHError {

@@ -10,6 +10,7 @@ final class SQLiteShell: @unchecked Sendable {
     private let output = Pipe()
 
     init(path: String) throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.executable) else { throw ShellMissing() }
         process.executableURL = URL(fileURLWithPath: Self.executable)
         process.arguments = ["-batch", "-bail", path]
         process.standardInput = input
@@ -19,6 +20,7 @@ final class SQLiteShell: @unchecked Sendable {
     }
 
     var pid: Int32 { process.processIdentifier }
+    var isRunning: Bool { process.isRunning }
 
     /// Sends commands; they run in order as the shell reads them.
     func send(_ commands: String) {
@@ -77,4 +79,10 @@ final class SQLiteShell: @unchecked Sendable {
 struct ShellFailure: Error, CustomStringConvertible {
     let output: String
     var description: String { "sqlite3 exited early: \(output)" }
+}
+
+/// The crash tests need a second process writing to the database; without
+/// sqlite3 they fail rather than skip, since they are what proves crash safety.
+struct ShellMissing: Error, CustomStringConvertible {
+    var description: String { "\(SQLiteShell.executable) is not installed: run scripts/install-deps (it installs the sqlite3 package) and run the tests again" }
 }

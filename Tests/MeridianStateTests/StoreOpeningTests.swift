@@ -111,8 +111,7 @@ struct StoreOpeningTests {
         }
     }
 
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: SQLiteShell.executable)))
-    func aLockHeldPastTheBusyTimeoutIsNamed() async throws {
+    @Test func aLockHeldPastTheBusyTimeoutIsNamed() async throws {
         let folder = try TemporaryFolder()
         let store = try await SQLiteStateStore.open(path: folder.databasePath, busyTimeout: 0.3)
         let shell = try SQLiteShell(path: folder.databasePath)

@@ -79,8 +79,10 @@ public struct ObserveScript: Sendable, Equatable {
     public var lock: LockRequest?
     /// Largest file content returned for a diff, in bytes.
     public var contentLimit: Int
+    /// Whether to report if the gateway's nginx runs (on gateway hosts).
+    public var observesGateway: Bool
 
-    public init(root: String, files: [ObservedPathRequest], listedFolders: [String] = ["config", "governance"], lock: LockRequest? = nil, contentLimit: Int = 256 * 1024) {
+    public init(root: String, files: [ObservedPathRequest], listedFolders: [String] = ["config", "governance"], lock: LockRequest? = nil, contentLimit: Int = 256 * 1024, observesGateway: Bool = false) {
         var root = root
         // Listed paths are made relative by cutting "<root>/"; a trailing slash would double it.
         while root.count > 1 && root.hasSuffix("/") { root.removeLast() }
@@ -89,6 +91,7 @@ public struct ObserveScript: Sendable, Equatable {
         self.listedFolders = listedFolders
         self.lock = lock
         self.contentLimit = contentLimit
+        self.observesGateway = observesGateway
     }
 
     /// The requests for a desired state: every managed file, with content
@@ -103,7 +106,8 @@ public struct ObserveScript: Sendable, Equatable {
                     fetchContentIfDifferent: !file.content.isSensitive
                 )
             },
-            lock: lock
+            lock: lock,
+            observesGateway: desired.gateway != nil
         )
     }
 
@@ -185,7 +189,7 @@ public struct ObserveScript: Sendable, Equatable {
             printf '\\n'
           done
         done
-        \(RemoteScripts.aliveFunction)
+        \(ProcessLiveness.shellFunction)
         for p in "$root"/run/*.pid; do
           [ -f "$p" ] || continue
           n=${p##*/}; n=${n%.pid}
@@ -198,6 +202,14 @@ public struct ObserveScript: Sendable, Equatable {
         done
 
         """
+        if observesGateway {
+            // `alive` was defined above, before the slot processes.
+            s += """
+            gpid=$(head -c 32 "$root"/\(ShellQuoting.quote(GatewayConfig.pidPath)) 2>/dev/null | tr -dc 0-9)
+            if [ -n "$gpid" ] && alive "$gpid"; then echo 'gateway running'; else echo 'gateway stopped'; fi
+
+            """
+        }
         for folder in listedFolders {
             // One od for all names: NUL-separated absolute paths, hex-encoded together.
             s += """
@@ -377,6 +389,9 @@ public struct ObserveScript: Sendable, Equatable {
                 // Pid files are named <component>-<slot>.pid; other files in run/ are not meridian's.
                 guard let dash = name.lastIndex(of: "-"), let slot = SlotName(rawValue: String(name[name.index(after: dash)...])) else { continue }
                 state.processes.append(ObservedProcess(component: String(name[..<dash]), slot: slot, pid: Int(fields[2]), alive: fields[3] == "alive"))
+            case "gateway":
+                guard fields.count == 2, fields[1] == "running" || fields[1] == "stopped" else { return fail("malformed gateway record") }
+                state.gatewayRunning = fields[1] == "running"
             case "listed":
                 guard let data = bytes(1) else { return fail("malformed listed record") }
                 let prefix = Data((root == "/" ? "/" : root + "/").utf8)

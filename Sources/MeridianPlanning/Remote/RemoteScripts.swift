@@ -17,18 +17,6 @@ public enum RemoteScripts {
 
     static func parent(_ path: String) -> String { (path as NSString).deletingLastPathComponent }
 
-    /// The one liveness check of a supervised process, as a shell function
-    /// `alive PID`: true while the process exists and is not a zombie (a
-    /// zombie answers `kill -0` until its parent reaps it, but serves nothing).
-    public static let aliveFunction = """
-        alive() {
-          kill -0 "$1" 2>/dev/null || return 1
-          if [ -r "/proc/$1/stat" ]; then
-            case $(sed 's/^.*) //' "/proc/$1/stat" | cut -c1) in Z) return 1 ;; esac
-          fi
-          return 0
-        }
-        """
 
     /// Where the previous version of a managed file is kept.
     public static func previousPath(root: String, path: String) -> String { join(root, "state/previous/" + path) }
@@ -106,7 +94,7 @@ public enum RemoteScripts {
         p=\(q(pidFile(root: root, component: component, slot: slot)))
         [ -f "$p" ] || exit 0
         pid=$(head -c 32 "$p" | tr -dc 0-9)
-        \(aliveFunction)
+        \(ProcessLiveness.shellFunction)
         if [ -n "$pid" ] && alive "$pid"; then
           kill -s TERM -- "-$pid" 2>/dev/null || kill -s TERM "$pid" 2>/dev/null || true
           i=0
@@ -162,7 +150,7 @@ public enum RemoteScripts {
     /// Whether the slot's process named by its pid file is still running: prints `alive` or `dead`.
     public static func isRunning(root: String, component: String, slot: SlotName) -> RemoteCommand {
         let script = """
-        \(aliveFunction)
+        \(ProcessLiveness.shellFunction)
         pid=$(head -c 32 \(q(pidFile(root: root, component: component, slot: slot))) 2>/dev/null | tr -dc 0-9)
         if [ -n "$pid" ] && alive "$pid"; then echo alive; else echo dead; fi
         """

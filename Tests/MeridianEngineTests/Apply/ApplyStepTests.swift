@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import MeridianTestHosts
 import MeridianBasics
 @testable import MeridianEngine
 import MeridianModel
@@ -61,14 +62,22 @@ import MeridianSSH
     }
 
     /// Runs a remote command line with the local sh, as sshd would hand it to the user's shell.
-    func sh(_ command: RemoteCommand) throws -> Int32 {
+    /// It runs in a scratch folder that must stay empty (a hostile word that
+    /// ran, such as `$(touch pwned)`, would leave its marker there) and is removed.
+    func sh(_ command: RemoteCommand, sourceLocation: Testing.SourceLocation = #_sourceLocation) throws -> Int32 {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("meridian-sh-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = ["-c", command.line]
+        process.currentDirectoryURL = scratch
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
         process.waitUntilExit()
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: scratch.path)) ?? []
+        #expect(left.isEmpty, "the shell created \(left) in its working folder: something in the command ran", sourceLocation: sourceLocation)
         return process.terminationStatus
     }
 
@@ -83,7 +92,6 @@ import MeridianSSH
         #expect(try String(contentsOfFile: root + "/state/previous/" + path, encoding: .utf8) == "old\n")
         #expect(FileManager.default.fileExists(atPath: root + "/config/new"))
         #expect(!FileManager.default.fileExists(atPath: root + "/config/a b/x" + SSHSession.temporaryMarker + "1"))
-        #expect(!FileManager.default.fileExists(atPath: "pwned"))
 
         #expect(try sh(RemoteScripts.deleteFile(root: root, path: path)) == 0)
         #expect(!FileManager.default.fileExists(atPath: root + "/" + path))
@@ -117,9 +125,11 @@ import MeridianSSH
         starter.arguments = ["-c", RemoteScripts.start(root: root, layout: layout, slot: .blue).line]
         try starter.run()
         let pidFile = RemoteScripts.pidFile(root: root, component: "c", slot: .blue)
-        for _ in 0..<200 where !FileManager.default.fileExists(atPath: pidFile) { usleep(10_000) }
-        let pidText = try String(contentsOfFile: pidFile, encoding: .utf8)
-        let pid = try #require(Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
+        func recordedPid() -> Int32? {
+            (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        #expect(Poll.blockingUntil { recordedPid() != nil }, "start wrote no pid to \(pidFile) within 20 s")
+        let pid = try #require(recordedPid())
         #expect(kill(pid, 0) == 0)
         #expect(try sh(RemoteScripts.stop(root: root, component: "c", slot: .blue, graceSeconds: 1)) == 0)
         var status: Int32 = 0

@@ -1,4 +1,5 @@
 import Foundation
+import MeridianTestHosts
 @testable import MeridianModel
 @testable import MeridianPlanning
 

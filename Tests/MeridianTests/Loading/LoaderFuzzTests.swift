@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import MeridianTestHosts
 @testable import MeridianLoading
 @testable import MeridianModel
 

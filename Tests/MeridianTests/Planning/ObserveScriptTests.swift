@@ -3,10 +3,18 @@ import Testing
 import MeridianBasics
 @testable import MeridianPlanning
 
-/// Runs `script` with /bin/sh (`-c`, or on standard input) and returns its standard output.
-func runShell(_ script: String, onStandardInput: Bool = false, shell: String = "/bin/sh") throws -> Data {
+/// Runs `script` with /bin/sh (`-c`, or on standard input) and returns its
+/// standard output. The shell runs in a scratch folder of its own, which must
+/// be empty afterwards (a hostile word that ran, such as `$(touch pwned)`,
+/// would leave its marker there) and is removed, so nothing is left behind.
+func runShell(_ script: String, onStandardInput: Bool = false, shell: String = "/bin/sh",
+              sourceLocation: Testing.SourceLocation = #_sourceLocation) throws -> Data {
+    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("meridian-shell-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: scratch) }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: shell)
+    process.currentDirectoryURL = scratch
     let output = Pipe()
     process.standardOutput = output
     process.standardError = FileHandle.nullDevice
@@ -22,6 +30,8 @@ func runShell(_ script: String, onStandardInput: Bool = false, shell: String = "
     }
     let data = output.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
+    let left = (try? FileManager.default.contentsOfDirectory(atPath: scratch.path)) ?? []
+    #expect(left.isEmpty, "the shell created \(left) in its working folder: something in the script ran", sourceLocation: sourceLocation)
     return data
 }
 
@@ -136,7 +146,6 @@ struct HostRootFixture {
         // Nothing in a name or the root was ever run by the shell.
         #expect(!FileManager.default.fileExists(atPath: fixture.root.appendingPathComponent("pwned").path))
         #expect(!FileManager.default.fileExists(atPath: fixture.base.appendingPathComponent("pwned").path))
-        #expect(!FileManager.default.fileExists(atPath: FileManager.default.currentDirectoryPath + "/pwned"))
     }
 
     @Test func contentIsFetchedOnlyUpToTheLimitAndHostileHashesAreInert() throws {
@@ -153,7 +162,6 @@ struct HostRootFixture {
         #expect(observation.state.fileContents == ["config/small": Data("12345".utf8)])
         #expect(observation.state.files["config/large"]?.sha256 == SHA256.hex("123456"))
         #expect(observation.state.unmanagedFiles == [])
-        #expect(!FileManager.default.fileExists(atPath: FileManager.default.currentDirectoryPath + "/pwned"))
         #expect(ObserveScript.metaWord(SHA256.hex("x")) == SHA256.hex("x"))
         #expect(ObserveScript.metaWord("abc") == "-")
     }

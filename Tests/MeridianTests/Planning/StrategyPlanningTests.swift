@@ -87,7 +87,7 @@ import MeridianModel
     @Test func aZombieIsDeadAndARunningProcessIsAlive() throws {
         // A holder forks a child that exits at once and then becomes `sleep`, which never reaps it: a zombie.
         let script = """
-        \(RemoteScripts.aliveFunction)
+        \(ProcessLiveness.shellFunction)
         f=$(mktemp)
         sh -c 'sleep 0 & echo $! > "$1"; exec sleep 5' sh "$f" >/dev/null 2>&1 &
         holder=$!

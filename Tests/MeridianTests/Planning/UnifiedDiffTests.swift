@@ -1,6 +1,7 @@
 import Foundation
 import MeridianModel
 import Testing
+import MeridianTestHosts
 @testable import MeridianPlanning
 
 @Suite struct UnifiedDiffTests {
@@ -121,34 +122,22 @@ import Testing
     }
 
     @Test func randomDiffsApplyAndAreMinimal() {
-        var generator = SplitMix(seed: 42)
-        for _ in 0..<300 {
+        for round in 0..<300 {
+            let seed = UInt64(42 + round)
+            var generator = SplitMix64(seed: seed)
             let old = (0..<Int.random(in: 0...14, using: &generator)).map { _ in ["a", "b", "c", "d"].randomElement(using: &generator)! }
             let new = (0..<Int.random(in: 0...14, using: &generator)).map { _ in ["a", "b", "c", "d"].randomElement(using: &generator)! }
             let oldText = old.map { $0 + "\n" }.joined(), newText = new.map { $0 + "\n" }.joined()
             switch diff(oldText, newText) {
             case .identical:
-                #expect(old == new)
+                #expect(old == new, "seed \(seed)")
             case .binary:
-                Issue.record("text diffed as binary")
+                Issue.record("seed \(seed): text diffed as binary")
             case .text(let unified):
-                #expect(apply(unified, to: old) == new, "old \(old) new \(new)\n\(unified)")
+                #expect(apply(unified, to: old) == new, "seed \(seed): old \(old) new \(new)\n\(unified)")
                 let changed = unified.split(separator: "\n").dropFirst(2).filter { $0.hasPrefix("+") || $0.hasPrefix("-") }.count
-                #expect(changed == old.count + new.count - 2 * lcsLength(old, new))
+                #expect(changed == old.count + new.count - 2 * lcsLength(old, new), "seed \(seed): not minimal\n\(unified)")
             }
         }
-    }
-}
-
-/// A seeded generator so random tests repeat exactly.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,21 +1,8 @@
 import Foundation
 import Testing
+import MeridianTestHosts
 @testable import MeridianModel
 @testable import MeridianPlanning
-
-/// A small, fast, seedable generator (SplitMix64), so that every random
-/// fleet can be rebuilt from the seed a failure prints.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Random fleets and policies for the residency properties.
 struct RandomResidencyFleet {
@@ -154,6 +141,95 @@ struct RandomResidencyFleet {
                     #expect(healthyAllowed.isEmpty, "\(context)")
                 }
             }
+        }
+    }
+}
+
+/// Random residency rules where declaration order matters: a data
+/// jurisdiction defined several times (identically or not) across policy
+/// files and lines, and allowed lists that repeat a jurisdiction.
+struct ConflictingResidencyFleet {
+    /// A small pool, so that repeats and collisions are frequent.
+    static let pool = ["EU", "US", "UK", "SG"].map { Jurisdiction($0)! }
+    static let files = ["alpha", "beta", "gamma"]
+
+    var regions: [Region] = []
+    var definitions: [ResidencyRule] = []
+
+    init(_ random: inout SplitMix64) {
+        for index in 0..<Int.random(in: 0...6, using: &random) {
+            let jurisdiction = Self.pool.randomElement(using: &random)!
+            regions.append(FleetFixture.region("r\(index)", jurisdiction.code, priority: Int.random(in: 0...2, using: &random)))
+        }
+        // Distinct (file, line) slots, handed out in random order.
+        var slots = Self.files.flatMap { file in (0..<8).map { (file, 2 + 2 * $0) } }.shuffled(using: &random)
+        for data in Self.pool.shuffled(using: &random).prefix(Int.random(in: 1...Self.pool.count, using: &random)) {
+            var previous: [Jurisdiction]?
+            for _ in 0..<Int.random(in: 1...3, using: &random) {
+                guard let (file, line) = slots.popLast() else { break }
+                var allowed = (0..<Int.random(in: 0...4, using: &random)).map { _ in Self.pool.randomElement(using: &random)! }
+                // Sometimes the same definition again, which is no conflict.
+                if let previous, Bool.random(using: &random) { allowed = previous }
+                previous = allowed
+                definitions.append(ResidencyRule(data: data, allowed: allowed, location: SourceLocation(file: "policies/\(file).yaml", line: line, column: 5),
+                                                 path: "residency[\(line / 2 - 1)]"))
+            }
+        }
+    }
+
+    func fleet(_ random: inout SplitMix64) -> Fleet {
+        var fixture = FleetFixture()
+        fixture.regions = regions.shuffled(using: &random)
+        fixture.policies = Self.files.map { name in
+            Policy(name: name, file: "policies/\(name).yaml", residency: definitions.filter { $0.location.file == "policies/\(name).yaml" }.shuffled(using: &random))
+        }.shuffled(using: &random)
+        return fixture.fleet
+    }
+
+    /// The definition that wins for `data`: the first in file, line, column order.
+    func first(_ data: Jurisdiction) -> ResidencyRule? {
+        definitions.filter { $0.data == data }.min { ($0.location, $0.path) < ($1.location, $1.path) }
+    }
+}
+
+extension ResidencyPropertyTests {
+    @Test func theFirstDefinitionWinsAndEveryConflictAndRepeatIsAnError() {
+        for iteration in 0..<Self.fleets {
+            let seed = Self.baseSeed &+ 30_000 &+ UInt64(iteration)
+            var random = SplitMix64(seed: seed)
+            let generated = ConflictingResidencyFleet(&random)
+            let fleet = generated.fleet(&random)
+            let (table, diagnostics) = ResidencyCompiler.compile(fleet)
+            let context = "seed \(seed): \(generated.definitions.map { "\($0.location) \($0.data.code)→\($0.allowed.map(\.code))" })"
+            let datas = Set(generated.definitions.map(\.data))
+            #expect(table.entries.map(\.data) == datas.sorted(), "\(context)")
+
+            var expectedConflicts: Set<MeridianModel.SourceLocation> = []
+            var expectedRepeats = 0
+            for data in datas {
+                let first = generated.first(data)!
+                // Later definitions that differ in any way, order included, are errors where they stand.
+                for other in generated.definitions where other.data == data && other.location != first.location && other.allowed != first.allowed {
+                    expectedConflicts.insert(other.location)
+                }
+                // The kept list: each jurisdiction once, as first written, the data's own first.
+                var once: [Jurisdiction] = []
+                for jurisdiction in first.allowed where !once.contains(jurisdiction) { once.append(jurisdiction) }
+                expectedRepeats += Set(first.allowed).filter { jurisdiction in first.allowed.filter { $0 == jurisdiction }.count > 1 }.count
+                if let own = once.firstIndex(of: data) { once.insert(once.remove(at: own), at: 0) }
+                #expect(table.entry(for: data)?.allowed == once, "\(context): \(data.code)")
+            }
+            let conflicts = diagnostics.items.filter { $0.message.contains("is defined differently in") }
+            #expect(Set(conflicts.map(\.location)) == expectedConflicts && conflicts.count == expectedConflicts.count, "\(context): \(conflicts.map(\.description))")
+            let repeats = diagnostics.items.filter { $0.message.contains("is listed twice") }
+            #expect(repeats.count == expectedRepeats, "\(context): \(repeats.map(\.description))")
+            let unprocessable = table.entries.filter(\.regions.isEmpty).count
+            #expect(diagnostics.errorCount == expectedConflicts.count + expectedRepeats + unprocessable, "\(context): \(diagnostics.items.map(\.description))")
+
+            // Whatever order the files and rules come in, the same table and the same errors.
+            let (again, againDiagnostics) = ResidencyCompiler.compile(generated.fleet(&random))
+            #expect(again == table, "\(context)")
+            #expect(againDiagnostics.items.map(\.description).sorted() == diagnostics.items.map(\.description).sorted(), "\(context)")
         }
     }
 }

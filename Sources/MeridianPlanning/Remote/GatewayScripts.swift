@@ -1,0 +1,149 @@
+import Foundation
+import MeridianBasics
+
+/// What the activation script reports: one line `gateway WORD …`.
+public enum GatewayActivationOutcome: Sendable, Equatable {
+    /// nginx was not running and was started with the new configuration; its master's pid.
+    case started(pid: Int)
+    /// The running nginx (its master's pid) was told to reload; its error log
+    /// was `errorLogOffset` bytes long just before, so a failed reload's
+    /// messages are what follows.
+    case reloaded(pid: Int, errorLogOffset: Int)
+    /// `nginx -t` refused the new configuration; the live one is untouched.
+    case checkFailed(String)
+    /// nginx did not start; its message.
+    case startFailed(String)
+    /// The new configuration could not be written, or nginx is not installed.
+    case failed(String)
+}
+
+/// The gateway's remote steps, each one POSIX sh script built from values,
+/// every value quoted by `ShellQuoting`: write the new configuration under
+/// `<root>/router/` with a temporary name, check it with `nginx -t`, put it
+/// in place only when the check passes, then start nginx (as the SSH user,
+/// with that prefix) or reload it. Confirming which configuration serves is
+/// the engine's, through the SSH connection (`GatewayConfig.identityLocation`).
+public struct GatewayScripts: Sendable, Equatable {
+    /// The host root.
+    public var root: String
+
+    public init(root: String) {
+        var root = root
+        while root.count > 1 && root.hasSuffix("/") { root.removeLast() }
+        self.root = root
+    }
+
+    /// `<root>/router/`: nginx's prefix (`-p`).
+    public var prefix: String { (root == "/" ? "" : root) + "/" + GatewayConfig.prefix }
+
+    /// The lines every gateway script starts with: the prefix, the paths
+    /// under it, and nginx's arguments (a master started as root runs its
+    /// workers as root too, so nothing nginx does needs another user).
+    private var preamble: String {
+        """
+        set -u
+        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+        p=\(ShellQuoting.quote(prefix))
+        conf="$p"nginx.conf
+        err="$p"logs/error.log
+        pidf="$p"run/nginx.pid
+        hx() { od -An -v -tx1 | tr -d ' \\n'; }
+        report() { printf 'gateway %s x' "$1"; printf '%s' "$2" | hx; printf '\\n'; }
+        \(ProcessLiveness.shellFunction)
+        set --
+        if [ "$(id -u)" = 0 ]; then set -- -g "user $(id -un);"; fi
+
+        """
+    }
+
+    /// Reads the new configuration from standard input into
+    /// `router/.nginx.conf.new` and checks that it arrived whole (its
+    /// SHA-256), checks it with `nginx -t` (error log given with `-e`, so
+    /// nginx never touches /var/log), and only when it passes keeps the live
+    /// file as `nginx.conf.previous`, renames the new one into place and
+    /// starts or reloads nginx. A failed check removes the new file and leaves
+    /// the live configuration untouched. The text goes on standard input, not
+    /// into the command line, so a region of any size fits.
+    public func activate(_ config: GatewayConfig) -> String { activate(text: config.text) }
+
+    /// `activate` for a configuration given as text, sent on standard input
+    /// (what tests of a refused configuration need; meridian itself renders
+    /// every text from a value).
+    public func activate(text: String) -> String {
+        preamble + """
+        new="$p".nginx.conf.new
+        command -v nginx >/dev/null 2>&1 || { report failed "nginx is not installed (or not on PATH) on this gateway host"; exit 0; }
+        mkdir -p -- "$p"logs "$p"run "$p"temp 2>/dev/null || { report failed "cannot create the folders under $p"; exit 0; }
+        cat > "$new" 2>/dev/null || { rm -f -- "$new"; report failed "cannot write $new"; exit 0; }
+        if [ "$(sha256sum < "$new" | cut -c1-64)" != \(SHA256.hex(text)) ]; then
+          rm -f -- "$new"
+          report failed "the new configuration arrived incomplete (its SHA-256 differs); nothing was changed"
+          exit 0
+        fi
+        if ! out=$(nginx -t -q -p "$p" -c "$new" -e "$err" "$@" 2>&1 </dev/null); then
+          rm -f -- "$new"
+          report check-failed "$out"
+          exit 0
+        fi
+        if [ -f "$conf" ]; then cp -p -- "$conf" "$p"nginx.conf.previous 2>/dev/null || true; fi
+        mv -f -- "$new" "$conf" || { report failed "cannot rename $new to $conf"; exit 0; }
+        pid=$(head -c 32 "$pidf" 2>/dev/null | tr -dc 0-9)
+        # A pid file can outlive its nginx and name a recycled pid: only an nginx master counts.
+        if [ -n "$pid" ] && alive "$pid" && { [ ! -r "/proc/$pid/cmdline" ] || tr '\\000' ' ' < "/proc/$pid/cmdline" | grep -q '^nginx: master'; }; then
+          size=$(wc -c < "$err" 2>/dev/null | tr -dc 0-9)
+          if kill -s HUP "$pid" 2>/dev/null; then echo "gateway reloaded $pid ${size:-0}"; exit 0; fi
+        fi
+        rm -f -- "$pidf"
+        if ! out=$(nginx -p "$p" -c "$conf" -e "$err" "$@" 2>&1 </dev/null); then
+          report start-failed "$out"
+          exit 0
+        fi
+        i=0
+        while [ "$i" -lt 50 ]; do
+          pid=$(head -c 32 "$pidf" 2>/dev/null | tr -dc 0-9)
+          if [ -n "$pid" ] && alive "$pid"; then echo "gateway started $pid"; exit 0; fi
+          sleep 0.1
+          i=$((i + 1))
+        done
+        report start-failed "nginx exited without a running master; $(tail -n 5 "$err" 2>/dev/null)"
+
+        """
+    }
+
+    /// The error log's messages of level error and worse written after
+    /// `offset` bytes (what a failed reload left), at most the last 10.
+    public func errorLogSince(_ offset: Int) -> String {
+        """
+        tail -c +\(max(0, offset) + 1) \(ShellQuoting.quote(prefix + "logs/error.log")) 2>/dev/null | grep -E '\\[(emerg|alert|crit|error)\\]' | tail -n 10
+
+        """
+    }
+
+    /// Parses the activation script's output.
+    public static func parseActivation(_ output: Data, host: String) -> Result<GatewayActivationOutcome, ObservationParseError> {
+        let text = String(decoding: output, as: UTF8.self)
+        guard let line = text.split(separator: "\n").last(where: { $0.hasPrefix("gateway ") }) else {
+            return .failure(ObservationParseError(host: host, line: nil, reason: "the gateway script printed no outcome: `\(text.prefix(200))`"))
+        }
+        let fields = line.split(separator: " ").map(String.init)
+        func message() -> String? {
+            guard fields.count == 3, let data = ObserveScript.decodeField(fields[2]) else { return nil }
+            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        switch fields.count > 1 ? fields[1] : "" {
+        case "started":
+            if fields.count == 3, let pid = Int(fields[2]) { return .success(.started(pid: pid)) }
+        case "reloaded":
+            if fields.count == 4, let pid = Int(fields[2]), let offset = Int(fields[3]) { return .success(.reloaded(pid: pid, errorLogOffset: offset)) }
+        case "check-failed":
+            if let text = message() { return .success(.checkFailed(text)) }
+        case "start-failed":
+            if let text = message() { return .success(.startFailed(text)) }
+        case "failed":
+            if let text = message() { return .success(.failed(text)) }
+        default:
+            break
+        }
+        return .failure(ObservationParseError(host: host, line: nil, reason: "unexpected gateway outcome `\(line.prefix(200))`"))
+    }
+}
