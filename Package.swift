@@ -14,11 +14,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
-        // Small pure building blocks with no domain knowledge: SHA-256,
-        // canonical JSON, edit distance, durations.
-        .target(name: "MeridianBasics"),
+        // Small pure building blocks with no domain knowledge: SHA-256
+        // (swift-crypto, streamed over files), canonical JSON, edit distance,
+        // durations.
+        .target(name: "MeridianBasics", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
 
         // The fleet as pure values: regions, hosts, components, policies,
         // versions, with the source location of every declared value.
@@ -45,7 +48,10 @@ let package = Package(
 
         // The one owner of SSH: sessions, host-key checks, exec, SFTP,
         // direct-tcpip probes, bounded parallel fan-out, remote argv quoting.
-        .target(name: "MeridianSSH", dependencies: ["CLibSSH2", "MeridianBasics"]),
+        .target(
+            name: "MeridianSSH",
+            dependencies: ["CLibSSH2", "MeridianBasics", .product(name: "Logging", package: "swift-log")]
+        ),
 
         // The one owner of the database: runs, journal, applied manifests,
         // hash-chained audit log, leases, drift history — behind a protocol.
@@ -57,7 +63,10 @@ let package = Package(
         // Carries out decisions: observes hosts, applies plans, detects drift.
         .target(
             name: "MeridianEngine",
-            dependencies: ["MeridianModel", "MeridianLoading", "MeridianPlanning", "MeridianSSH", "MeridianState", "MeridianBasics"]
+            dependencies: [
+                "MeridianModel", "MeridianLoading", "MeridianPlanning", "MeridianSSH", "MeridianState", "MeridianBasics",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
 
         // The command-line interface: parses arguments, calls the engine,
@@ -68,6 +77,7 @@ let package = Package(
                 "MeridianModel", "MeridianLoading", "MeridianPlanning", "MeridianEngine",
                 "MeridianSSH", "MeridianState", "MeridianBasics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
@@ -87,7 +97,7 @@ let package = Package(
         // Benchmarks that time meridian against a baseline measured in the same run.
         .executableTarget(
             name: "meridian-bench",
-            dependencies: ["MeridianSSH", "MeridianTestHosts", "MeridianBasics"]
+            dependencies: ["MeridianEngine", "MeridianSSH", "MeridianTestHosts", "MeridianBasics"]
         ),
 
         .testTarget(

@@ -1,122 +1,67 @@
+import Crypto
 import Foundation
 
-/// SHA-256 (FIPS 180-4). meridian hashes governance bundles, managed files,
-/// plans and audit entries with it; a small in-tree implementation keeps the
-/// lower layers free of a cryptography dependency.
-public struct SHA256: Sendable {
-    private var state: [UInt32] = [
-        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-        0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
-    ]
-    private var buffer: [UInt8] = []
-    private var length: UInt64 = 0
-
-    private static let k: [UInt32] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-    ]
+/// SHA-256, computed by swift-crypto. meridian hashes governance bundles,
+/// managed files, artifacts, plans and audit entries with it; this thin
+/// wrapper keeps one spelling (`SHA256.hex(…)`) across the layers and adds
+/// streaming over files so a large artifact is never held in memory to hash.
+public struct SHA256 {
+    private var hasher = Crypto.SHA256()
 
     public init() {}
 
+    public mutating func update(_ data: Data) { hasher.update(data: data) }
+
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) { hasher.update(bufferPointer: bytes) }
+
     public mutating func update<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 {
-        for byte in bytes {
-            buffer.append(byte)
-            if buffer.count == 64 {
-                compress(buffer)
-                buffer.removeAll(keepingCapacity: true)
-            }
-            length &+= 1
-        }
+        hasher.update(data: Array(bytes))
     }
 
-    public mutating func update(_ data: Data) {
-        data.withUnsafeBytes { raw in
-            var index = 0
-            let count = raw.count
-            // Fill a partial block first, then compress whole blocks straight from the input.
-            while index < count && !buffer.isEmpty {
-                buffer.append(raw[index]); index += 1
-                if buffer.count == 64 { compress(buffer); buffer.removeAll(keepingCapacity: true) }
-            }
-            while count - index >= 64 {
-                compress(Array(raw[index..<(index + 64)]))
-                index += 64
-            }
-            while index < count { buffer.append(raw[index]); index += 1 }
-        }
-        length &+= UInt64(data.count)
-    }
-
-    public mutating func finalize() -> [UInt8] {
-        let bitLength = length &* 8
-        var tail = buffer
-        tail.append(0x80)
-        while tail.count % 64 != 56 { tail.append(0) }
-        for shift in stride(from: 56, through: 0, by: -8) { tail.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift))) }
-        for start in stride(from: 0, to: tail.count, by: 64) { compress(Array(tail[start..<(start + 64)])) }
-        buffer.removeAll()
-        var digest: [UInt8] = []
-        digest.reserveCapacity(32)
-        for word in state {
-            digest.append(UInt8(truncatingIfNeeded: word >> 24))
-            digest.append(UInt8(truncatingIfNeeded: word >> 16))
-            digest.append(UInt8(truncatingIfNeeded: word >> 8))
-            digest.append(UInt8(truncatingIfNeeded: word))
-        }
-        return digest
-    }
-
-    private mutating func compress(_ block: [UInt8]) {
-        var w = [UInt32](repeating: 0, count: 64)
-        for t in 0..<16 {
-            w[t] = UInt32(block[t * 4]) << 24 | UInt32(block[t * 4 + 1]) << 16
-                | UInt32(block[t * 4 + 2]) << 8 | UInt32(block[t * 4 + 3])
-        }
-        for t in 16..<64 {
-            let s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3)
-            let s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10)
-            w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
-        }
-        var a = state[0], b = state[1], c = state[2], d = state[3]
-        var e = state[4], f = state[5], g = state[6], h = state[7]
-        for t in 0..<64 {
-            let s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)
-            let ch = (e & f) ^ (~e & g)
-            let t1 = h &+ s1 &+ ch &+ SHA256.k[t] &+ w[t]
-            let s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)
-            let maj = (a & b) ^ (a & c) ^ (b & c)
-            let t2 = s0 &+ maj
-            h = g; g = f; f = e; e = d &+ t1
-            d = c; c = b; b = a; a = t1 &+ t2
-        }
-        state[0] &+= a; state[1] &+= b; state[2] &+= c; state[3] &+= d
-        state[4] &+= e; state[5] &+= f; state[6] &+= g; state[7] &+= h
-    }
-
-    @inline(__always) private func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
+    /// The raw 32-byte digest of everything fed so far.
+    public func finalize() -> [UInt8] { Array(hasher.finalize()) }
 
     /// The lowercase hex digest of `data`.
-    public static func hex(_ data: Data) -> String {
-        var hasher = SHA256()
-        hasher.update(data)
-        return hasher.finalize().hexString
-    }
+    public static func hex(_ data: Data) -> String { Crypto.SHA256.hash(data: data).hexString }
 
     /// The lowercase hex digest of the UTF-8 bytes of `text`.
-    public static func hex(_ text: String) -> String { hex(Data(text.utf8)) }
+    public static func hex(_ text: String) -> String { Crypto.SHA256.hash(data: Data(text.utf8)).hexString }
 
     /// The raw 32-byte digest of `data`.
-    public static func digest(_ data: Data) -> [UInt8] {
+    public static func digest(_ data: Data) -> [UInt8] { Array(Crypto.SHA256.hash(data: data)) }
+
+    /// The read size of the streaming hash: large enough to keep system calls
+    /// few, small enough that hashing a file of any size stays in constant memory.
+    public static let streamChunk = 1 << 20
+
+    /// The lowercase hex digest and size of the file at `path`, read in
+    /// fixed-size chunks.
+    public static func hexOfFile(atPath path: String) throws -> (hex: String, size: Int64) {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw FileHashError(path: path, reason: "cannot be opened for reading")
+        }
+        defer { try? handle.close() }
         var hasher = SHA256()
-        hasher.update(data)
-        return hasher.finalize()
+        var size: Int64 = 0
+        while true {
+            let chunk: Data
+            do { chunk = try handle.read(upToCount: streamChunk) ?? Data() } catch {
+                throw FileHashError(path: path, reason: "could not be read (\(error.localizedDescription))")
+            }
+            if chunk.isEmpty { break }
+            size += Int64(chunk.count)
+            hasher.update(chunk)
+        }
+        return (hasher.finalize().hexString, size)
     }
+}
+
+/// A file that could not be hashed, with its path and why.
+public struct FileHashError: Error, CustomStringConvertible, Sendable {
+    public var path: String
+    public var reason: String
+    public init(path: String, reason: String) { self.path = path; self.reason = reason }
+    public var description: String { "\(path): \(reason)" }
 }
 
 extension Sequence where Element == UInt8 {

@@ -17,7 +17,8 @@ struct ApplyCommand: AsyncParsableCommand {
         --auto-approve also passes waves that wait for approval. \
         Exit codes: 0 applied, 1 a host or region failed (the others completed), 3 a rollout failed its checks and was rolled back \
         (the fleet is consistent), 4 a region is locked by another run, \
-        64 no terminal to confirm on and no --auto-approve, 65 invalid fleet files or a change inside a freeze window.
+        64 no terminal to confirm on and no --auto-approve, 65 invalid fleet files or a change inside a freeze window. \
+        With --format json, standard output is one JSON event per line (docs/apply-events.md).
         """
     )
 
@@ -27,21 +28,43 @@ struct ApplyCommand: AsyncParsableCommand {
     @Argument(help: ArgumentHelp("A plan saved with `meridian plan --out FILE`.", valueName: "planfile")) var planFile: String?
     @Flag(help: "Apply without asking for confirmation.") var autoApprove = false
     @Option(help: "Hosts changed at once (default: the fleet's parallelism).") var parallelism: Int?
+    @Option(help: "text, or json: one JSON event per line (docs/apply-events.md).") var format: OutputFormat = .text
+
+    func validate() throws {
+        if format == .json && planFile == nil && !autoApprove {
+            throw ValidationError("--format json cannot ask for confirmation: add --auto-approve, or apply a plan saved with `meridian plan --out FILE`")
+        }
+    }
 
     func run() async throws {
+        let stream = format == .json ? ApplyEventStream() : nil
+        do {
+            try await apply(stream: stream)
+        } catch let exit as ExitCode {
+            if let stream, exit.rawValue != 0, !stream.ended { stream.refused(stream.lastError ?? "apply stopped with exit code \(exit.rawValue)", exitCode: exit.rawValue) }
+            throw exit
+        }
+    }
+
+    func fail(_ message: String, _ stream: ApplyEventStream?) {
+        Output.error(message)
+        stream?.lastError = message
+    }
+
+    func apply(stream: ApplyEventStream?) async throws {
         let planning = try PlanningSession.open(fleetOptions: fleetOptions, selection: selection, format: .text)
         var plan: Plan
         var fleet: DesiredFleet
         var planningFailures: [HostFailure] = []
         if let planFile {
             guard let data = FileManager.default.contents(atPath: planFile) else {
-                Output.error("error: cannot read the plan file \(planFile)")
+                fail("error: cannot read the plan file \(planFile)", stream)
                 throw ExitCode(ExitStatus.failure)
             }
             do {
                 plan = try Plan.decode(data)
             } catch {
-                Output.error("error: \(planFile): \(error)")
+                fail("error: \(planFile): \(error)", stream)
                 throw ExitCode(ExitStatus.failure)
             }
             // The basis covers the regions the plan was made for; --region narrows what is applied.
@@ -57,16 +80,26 @@ struct ApplyCommand: AsyncParsableCommand {
             fleet = result.fleet
             planningFailures = result.failures
             try planning.refuseFrozen(plan)
-            Output.text(plan.renderText(style: PlanningSession.textStyle))
+            if let stream {
+                stream.plan(plan)
+                planningFailures.forEach(stream.notPlanned)
+            } else {
+                Output.text(plan.renderText(style: PlanningSession.textStyle))
+            }
             PlanningSession.report(planningFailures)
             if !plan.summary.hasChanges {
-                if !planningFailures.isEmpty { throw ExitCode(ExitStatus.failure) }
-                // Nothing to change on the hosts, but a rollout cut short (a crash) is carried on.
-                try await resumeUnfinishedRollouts(planning: planning, regions: plan.regions.map(\.name))
+                let code = planningFailures.isEmpty ? ExitStatus.success : ExitStatus.failure
+                if code == 0 && stream == nil {
+                    // Nothing to change on the hosts, but a rollout cut short (a crash) is carried on.
+                    try await resumeUnfinishedRollouts(planning: planning, regions: plan.regions.map(\.name))
+                }
+                stream?.nothingToDo(exitCode: code)
+                if code != 0 { throw ExitCode(code) }
                 return
             }
             try confirm()
         }
+        if planFile != nil { stream?.plan(plan) }
         let store = try await stateOptions.open(fleetRoot: fleetOptions.root)
         let engine = ApplyEngine(
             planning: planning.engine, store: store,
@@ -76,23 +109,29 @@ struct ApplyCommand: AsyncParsableCommand {
         )
         let report: ApplyReport
         do {
-            // A live view on a terminal, plain lines otherwise (logs, CI).
-            let live = ApplyLiveView.isAvailable ? ApplyLiveView(plan: plan) : nil
+            // JSON events when asked, a live view on a terminal, plain lines otherwise (logs, CI).
+            let live = stream == nil && ApplyLiveView.isAvailable ? ApplyLiveView(plan: plan) : nil
             let events: @Sendable (ApplyEvent) -> Void
-            if let live { events = { live.handle($0) } } else { events = ApplyProgress.line }
+            if let stream { events = stream.handle } else if let live { events = { live.handle($0) } } else { events = ApplyProgress.line }
             report = try await engine.apply(plan, fleet: fleet, events: events)
         } catch let refusal as GovernanceRefusal {
             Output.error("error: \(refusal)")
             throw ExitCode(ExitStatus.invalidFleet)
         } catch let refusal as ApplyRefusal {
-            Output.error("error: \(refusal)")
+            fail("error: \(refusal)", stream)
             switch refusal {
             case .leaseHeld: throw ExitCode(ExitStatus.locked)
             case .fleetChanged, .planMismatch, .staleHosts: throw ExitCode(ExitStatus.failure)
             }
         } catch {
-            Output.error("error: \(error)")
+            fail("error: \(error)", stream)
             throw ExitCode(ExitStatus.failure)
+        }
+        let code = planningFailures.isEmpty ? report.exitCode : ExitStatus.failure
+        if let stream {
+            stream.finished(report, exitCode: code)
+            if code != 0 { throw ExitCode(code) }
+            return
         }
         Output.line()
         Output.line("Apply \(report.run) (plan \(report.planHash.prefix(12))):")
@@ -114,7 +153,6 @@ struct ApplyCommand: AsyncParsableCommand {
             }
         }
         for failure in planningFailures { Output.line("  \(failure.region): NOT PLANNED — \(failure)") }
-        let code = planningFailures.isEmpty ? report.exitCode : ExitStatus.failure
         if code != 0 { throw ExitCode(code) }
     }
 

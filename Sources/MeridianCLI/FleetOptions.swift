@@ -3,10 +3,12 @@ import Foundation
 import MeridianLoading
 import MeridianModel
 
-/// Options every command that reads the fleet shares.
+/// Options every command that reads the fleet shares, logging's among them.
 public struct FleetOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The fleet repository (default: $MERIDIAN_FLEET, else the current folder).", valueName: "dir"))
     public var fleet: String?
+
+    @OptionGroup(title: "Logging") public var logging: LoggingOptions
 
     public init() {}
 

@@ -5,6 +5,7 @@ public struct MeridianCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "meridian",
         abstract: "Keep regional AI instances in sync over SSH, from a git repository of fleet files.",
+        version: MeridianVersion.current,
         subcommands: [ValidateCommand.self, RoutesCommand.self, BundleCommand.self, PlanCommand.self, ApplyCommand.self, StatusCommand.self, DriftCommand.self, HostsCommand.self, TrustCommand.self, AuditCommand.self, UnlockCommand.self, RolloutCommandGroup.self]
     )
 
@@ -15,6 +16,7 @@ public struct MeridianCommand: AsyncParsableCommand {
     public static func launch() async {
         do {
             var command = try parseAsRoot()
+            CommandLogging.bootstrap(level: CommandLogging.options(of: command)?.level ?? .warning)
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {

@@ -90,44 +90,53 @@ public struct ArtifactPreparation: Sendable {
             return problem("artifact \(resolved) does not exist in the fleet repository: add the file or folder, or fix components.\(component.name).artifact")
         }
         if !isFolder.boolValue {
-            guard let data = FileManager.default.contents(atPath: path) else {
+            // Hashed as a stream: an artifact of any size costs constant memory.
+            guard let hashed = try? SHA256.hexOfFile(atPath: path) else {
                 return problem("artifact \(resolved) cannot be read")
             }
             let name = (resolved as NSString).lastPathComponent
             return .success(LocalArtifact(
-                artifact: PreparedArtifact(component: component.name, version: version.description, fileName: name, sha256: SHA256.hex(data)),
+                artifact: PreparedArtifact(component: component.name, version: version.description, fileName: name, sha256: hashed.hex),
                 localPath: path
             ))
         }
         if let reason = Self.linkProblem(folder: path, fleetRoot: fleetRoot.path, shown: resolved) {
             return problem(reason)
         }
+        switch Self.pack(folder: path, cacheFolder: cacheFolder) {
+        case .failure(let reason):
+            return problem("packing \(resolved) failed: \(reason)")
+        case .success(let packed):
+            return .success(LocalArtifact(
+                artifact: PreparedArtifact(component: component.name, version: version.description, fileName: "\(component.name)-\(version).tar", sha256: packed.sha256),
+                localPath: packed.path
+            ))
+        }
+    }
+
+    /// Packs `folder` into `<cacheFolder>/<sha256>.tar`. tar writes the
+    /// archive to disk itself and it is hashed as a stream from there, so
+    /// packing a folder of any size costs this process constant memory.
+    /// tar follows links: callers check `linkProblem` first, as `prepare` does.
+    public static func pack(folder: String, cacheFolder: URL) -> Result<(sha256: String, path: String), LocalProcessError> {
         do {
             try FileManager.default.createDirectory(at: cacheFolder, withIntermediateDirectories: true)
         } catch {
-            return problem("cannot create \(cacheFolder.path): \(error.localizedDescription)")
+            return .failure(LocalProcessError(reason: "cannot create \(cacheFolder.path): \(error.localizedDescription)"))
         }
         let temporary = cacheFolder.appendingPathComponent(".packing-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).tar").path
         defer { unlink(temporary) }
-        let tar = Self.packArguments(folder: path, into: temporary)
-        switch LocalProcess.run(tar) {
-        case .failure(let reason):
-            return problem("packing \(resolved) failed: \(reason)")
-        case .success:
-            break
+        if case .failure(let failed) = LocalProcess.run(packArguments(folder: folder, into: temporary)) {
+            return .failure(failed)
         }
-        guard let data = FileManager.default.contents(atPath: temporary) else {
-            return problem("packing \(resolved) produced no readable archive")
+        guard let sha = try? SHA256.hexOfFile(atPath: temporary).hex else {
+            return .failure(LocalProcessError(reason: "tar produced no readable archive"))
         }
-        let sha = SHA256.hex(data)
         let cached = cacheFolder.appendingPathComponent("\(sha).tar").path
         if !FileManager.default.fileExists(atPath: cached), rename(temporary, cached) != 0 {
-            return problem("cannot move the packed archive to \(cached): \(String(cString: strerror(errno)))")
+            return .failure(LocalProcessError(reason: "cannot move the packed archive to \(cached): \(String(cString: strerror(errno)))"))
         }
-        return .success(LocalArtifact(
-            artifact: PreparedArtifact(component: component.name, version: version.description, fileName: "\(component.name)-\(version).tar", sha256: sha),
-            localPath: cached
-        ))
+        return .success((sha, cached))
     }
 
     /// GNU tar options that make the archive depend on names, contents and
@@ -222,7 +231,7 @@ enum LocalProcess {
 }
 
 /// A local program failed, with its message.
-struct LocalProcessError: Error, CustomStringConvertible {
-    var reason: String
-    var description: String { reason }
+public struct LocalProcessError: Error, CustomStringConvertible, Sendable {
+    public var reason: String
+    public var description: String { reason }
 }

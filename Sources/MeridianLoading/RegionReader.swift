@@ -121,23 +121,24 @@ enum RegionReader {
             if HostPaths.isRelativeClean(v) { template = v }
             else { r.error(n, NodeReader.join(path, "template"), "expected a path inside the fleet repository such as templates/inference.yaml.tmpl, got \"\(v)\"") }
         }
-        var outsideRoot = false
-        if let n = map["outside_root"], let v = r.boolean(n, NodeReader.join(path, "outside_root")) { outsideRoot = v }
+        // Observation, plan, apply and drift all work relative to the host
+        // root, so a file outside it is refused here rather than accepted and
+        // then written somewhere else.
+        if let n = map["outside_root"], let v = r.boolean(n, NodeReader.join(path, "outside_root")), v {
+            r.error(n, NodeReader.join(path, "outside_root"), "outside_root is not supported: meridian writes only under the host root; give a destination such as config/inference/server.yaml and point the service at that path")
+        }
         var destination: String?
         if let n = map["destination"], let v = r.nonEmptyString(n, NodeReader.join(path, "destination")) {
             let p = NodeReader.join(path, "destination")
             if v.hasPrefix("/") {
-                if !outsideRoot { r.error(n, p, "\"\(v)\" is outside the host root; give a path relative to the root such as config/inference/server.yaml, or set outside_root: true if the file really belongs there") }
-                else if !HostPaths.isAbsoluteClean(v) { r.error(n, p, "expected an absolute path without '.' or '..', got \"\(v)\"") }
-                else { destination = v }
+                r.error(n, p, "\"\(v)\" is outside the host root; give a path relative to the root such as config/inference/server.yaml")
             } else if HostPaths.isRelativeClean(v) {
                 destination = v
-                if outsideRoot { r.warning(map["outside_root"], NodeReader.join(path, "outside_root"), "outside_root is set but the destination is relative to the host root: remove outside_root") }
             } else {
                 r.error(n, p, "\"\(v)\" escapes the host root: remove '..' (and '.' or empty parts) from the destination")
             }
         }
-        var file = ConfigFile(template: template ?? "", destination: destination ?? "", outsideRoot: outsideRoot)
+        var file = ConfigFile(template: template ?? "", destination: destination ?? "", outsideRoot: false)
         if let n = map["component"] { file.component = r.name(n, NodeReader.join(path, "component"), what: "a component name") }
         if let n = map["mode"], let text = r.string(n, NodeReader.join(path, "mode"), what: "a file mode") {
             if let mode = parseMode(text) { file.mode = mode }

@@ -350,6 +350,10 @@ extension ContentDiff {
             try container.encode("binary", forKey: .type)
             try container.encodeIfPresent(oldBytes, forKey: .oldBytes)
             try container.encodeIfPresent(newBytes, forKey: .newBytes)
+        case .large(let oldBytes, let newBytes):
+            try container.encode("large", forKey: .type)
+            try container.encodeIfPresent(oldBytes, forKey: .oldBytes)
+            try container.encodeIfPresent(newBytes, forKey: .newBytes)
         }
     }
 
@@ -362,6 +366,9 @@ extension ContentDiff {
         case "binary":
             self = .binary(oldBytes: try container.decodeIfPresent(Int.self, forKey: .oldBytes),
                            newBytes: try container.decodeIfPresent(Int.self, forKey: .newBytes))
+        case "large":
+            self = .large(oldBytes: try container.decodeIfPresent(Int.self, forKey: .oldBytes),
+                          newBytes: try container.decodeIfPresent(Int.self, forKey: .newBytes))
         default:
             throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription: "unknown diff type \(type)")
         }

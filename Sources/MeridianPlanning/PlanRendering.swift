@@ -43,7 +43,10 @@ extension Plan {
                     case .none, .identical?:
                         break
                     case .binary(let oldBytes, let newBytes)?:
-                        out += "        binary content: \(oldBytes.map { "\($0) bytes" } ?? "absent") → \(newBytes.map { "\($0) bytes" } ?? "absent")\n"
+                        out += "        binary content: " + Self.sizes(oldBytes, action.beforeSHA256, newBytes, action.afterSHA256) + "\n"
+                    case .large(let oldBytes, let newBytes)?:
+                        out += "        not diffed (over \(UnifiedDiff.lineDiffLimit / 1024) KiB): "
+                            + Self.sizes(oldBytes, action.beforeSHA256, newBytes, action.afterSHA256) + "\n"
                     case .text(let unified)?:
                         for line in unified.split(separator: "\n", omittingEmptySubsequences: false).dropLast() {
                             out += "        " + paint.diffLine(line) + "\n"
@@ -55,6 +58,15 @@ extension Plan {
         }
         out += Self.summaryLine(summary) + "\n"
         return out
+    }
+
+    /// `120 bytes (sha256 9f2c4e1a0b7d) → 2000000 bytes (sha256 4be1…)`; a side absent as `absent`.
+    static func sizes(_ oldBytes: Int?, _ oldHash: String?, _ newBytes: Int?, _ newHash: String?) -> String {
+        func side(_ bytes: Int?, _ hash: String?) -> String {
+            guard let bytes else { return "absent" }
+            return "\(bytes) bytes" + (hash.map { " (sha256 \($0.prefix(12)))" } ?? "")
+        }
+        return side(oldBytes, oldHash) + " → " + side(newBytes, newHash)
     }
 
     static func headline(_ action: PlanAction) -> String {

@@ -1,13 +1,17 @@
 import Foundation
 
 /// How the content of one file changes, as shown in a plan: a unified diff
-/// for text, a size summary for binary content. Invariant: `.text` holds a
-/// complete unified diff with `---`/`+++` headers and at least one hunk.
+/// for text, a size summary for binary content and for content too large to
+/// diff line by line (the action beside it carries both SHA-256s).
+/// Invariant: `.text` holds a complete unified diff with `---`/`+++`
+/// headers and at least one hunk.
 public enum ContentDiff: Codable, Equatable, Sendable {
     case identical
     case text(String)
     /// Sizes in bytes; nil for a side that does not exist.
     case binary(oldBytes: Int?, newBytes: Int?)
+    /// A side is larger than `UnifiedDiff.lineDiffLimit`: sizes only.
+    case large(oldBytes: Int?, newBytes: Int?)
 }
 
 /// Line diffs in the unified format (Myers' O(ND) algorithm, hunks with
@@ -18,10 +22,21 @@ public enum UnifiedDiff {
     /// The text that replaces every line carrying a secret placeholder.
     public static let sensitiveLine = "(sensitive)"
 
+    /// Above this many bytes on either side a plan shows sizes and hashes
+    /// instead of a line diff: a diff that large is not read line by line,
+    /// and keeping it out keeps a plan's cost proportional to the bytes it
+    /// manages. The observation fetches a changed file's old content only up
+    /// to the same size (`ObserveScript.contentLimit`).
+    public static let lineDiffLimit = 256 * 1024
+
     /// Diffs `old` against `new`; nil stands for a file that does not exist
-    /// (`/dev/null`). Content with a NUL byte or invalid UTF-8 is binary.
+    /// (`/dev/null`). Content with a NUL byte or invalid UTF-8 is binary;
+    /// content over `lineDiffLimit` is summarised as `.large`.
     public static func diff(old: Data?, new: Data?, oldLabel: String, newLabel: String, context: Int = 3) -> ContentDiff {
         if old == new { return .identical }
+        if (old?.count ?? 0) > lineDiffLimit || (new?.count ?? 0) > lineDiffLimit {
+            return .large(oldBytes: old?.count, newBytes: new?.count)
+        }
         let oldText = old.map(text(of:)) ?? .some("")
         let newText = new.map(text(of:)) ?? .some("")
         guard let oldText, let newText else {

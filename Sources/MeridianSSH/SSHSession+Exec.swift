@@ -56,11 +56,40 @@ extension SSHSession {
         return result
     }
 
+    /// Runs one command and logs it (region, host, duration, exit status and
+    /// output sizes; never the output or stdin themselves).
     func execOnQueue(
         _ command: RemoteCommand,
         stdin: Data? = nil,
         timeout: Duration? = nil,
         onOutput: (@Sendable (OutputChunk) -> Void)? = nil
+    ) throws -> CommandResult {
+        let start = ContinuousClock.now
+        var metadata = SSHLog.place(endpoint)
+        metadata["command"] = .string(SSHLog.preview(command.line))
+        if let stdin { metadata["stdin_bytes"] = .stringConvertible(stdin.count) }
+        do {
+            let result = try runChannel(command, stdin: stdin, timeout: timeout, onOutput: onOutput)
+            metadata["ms"] = SSHLog.milliseconds(since: start)
+            metadata["exit"] = .string(result.exitSignal.map { "signal \($0)" } ?? String(result.exitStatus))
+            metadata["stdout_bytes"] = .stringConvertible(result.stdout.count)
+            metadata["stderr_bytes"] = .stringConvertible(result.stderr.count)
+            SSHLog.logger.debug("remote command", metadata: metadata)
+            SSHLog.logger.trace("remote command text", metadata: SSHLog.place(endpoint).merging(["command": .string(command.line)]) { $1 })
+            return result
+        } catch {
+            metadata["ms"] = SSHLog.milliseconds(since: start)
+            metadata["error"] = .string("\(error)")
+            SSHLog.logger.debug("remote command failed", metadata: metadata)
+            throw error
+        }
+    }
+
+    private func runChannel(
+        _ command: RemoteCommand,
+        stdin: Data?,
+        timeout: Duration?,
+        onOutput: (@Sendable (OutputChunk) -> Void)?
     ) throws -> CommandResult {
         let session = try requireUsable()
         reapLingeringChannels()

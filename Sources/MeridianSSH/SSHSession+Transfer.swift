@@ -31,15 +31,14 @@ extension SSHSession {
     /// `mode` nil keeps the destination's mode (0644 for a new file); the
     /// destination's owner is kept unless `owner` is given.
     public func upload(_ data: Data, to remotePath: String, mode: UInt32? = nil, owner: RemoteOwner? = nil, timeout: Duration? = nil) async throws -> UploadOutcome {
-        try await onQueue { try self.uploadOnQueue(data, to: remotePath, mode: mode, owner: owner, timeout: timeout) }
+        try await onQueue { try self.uploadOnQueue(.bytes(data), to: remotePath, mode: mode, owner: owner, timeout: timeout) }
     }
 
-    /// Uploads a local file (see `upload(_:to:mode:owner:timeout:)`).
+    /// Uploads a local file (see `upload(_:to:mode:owner:timeout:)`), read and
+    /// sent in chunks of `SHA256.streamChunk` bytes: memory stays constant
+    /// whatever the file's size.
     public func upload(file localPath: String, to remotePath: String, mode: UInt32? = nil, owner: RemoteOwner? = nil, timeout: Duration? = nil) async throws -> UploadOutcome {
-        guard let data = FileManager.default.contents(atPath: localPath) else {
-            throw SSHError(.transferFailed(path: remotePath, reason: "cannot read the local file \(localPath)"), at: place)
-        }
-        return try await upload(data, to: remotePath, mode: mode, owner: owner, timeout: timeout)
+        try await onQueue { try self.uploadOnQueue(.file(localPath), to: remotePath, mode: mode, owner: owner, timeout: timeout) }
     }
 
     /// Reads a whole remote file.
@@ -83,26 +82,67 @@ extension SSHSession {
         throw transferFailure(path: path, operation: "stat", code: code)
     }
 
-    private func uploadOnQueue(_ data: Data, to remotePath: String, mode: UInt32?, owner: RemoteOwner?, timeout: Duration?) throws -> UploadOutcome {
+    /// What an upload sends: bytes in memory, or a local file streamed from disk.
+    enum UploadSource {
+        case bytes(Data)
+        case file(String)
+    }
+
+    private func uploadOnQueue(_ source: UploadSource, to remotePath: String, mode: UInt32?, owner: RemoteOwner?, timeout: Duration?) throws -> UploadOutcome {
         let limit = timeout ?? endpoint.commandTimeout
-        let deadline = ContinuousClock.now + limit
+        let start = ContinuousClock.now
+        let deadline = start + limit
+        var metadata = SSHLog.place(endpoint)
+        metadata["path"] = .string(remotePath)
         do {
-            return try uploadSteps(data, to: remotePath, mode: mode, owner: owner, limit: limit, deadline: deadline)
-        } catch is TimedOut {
-            markBroken("an upload timed out")
-            throw SSHError(.commandTimeout(command: "upload of \(remotePath)", seconds: Self.seconds(limit)), at: place)
+            let outcome: UploadOutcome
+            do {
+                outcome = try uploadSteps(source, to: remotePath, mode: mode, owner: owner, limit: limit, deadline: deadline)
+            } catch is TimedOut {
+                markBroken("an upload timed out")
+                throw SSHError(.commandTimeout(command: "upload of \(remotePath)", seconds: Self.seconds(limit)), at: place)
+            }
+            metadata["ms"] = SSHLog.milliseconds(since: start)
+            switch outcome {
+            case .transferred(let bytes): metadata["outcome"] = "transferred"; metadata["bytes"] = .stringConvertible(bytes)
+            case .unchanged: metadata["outcome"] = "unchanged"
+            }
+            SSHLog.logger.debug("upload", metadata: metadata)
+            return outcome
+        } catch {
+            metadata["ms"] = SSHLog.milliseconds(since: start)
+            metadata["error"] = .string("\(error)")
+            SSHLog.logger.debug("upload failed", metadata: metadata)
+            throw error
         }
     }
 
-    private func uploadSteps(_ data: Data, to remotePath: String, mode: UInt32?, owner: RemoteOwner?, limit: Duration, deadline: ContinuousClock.Instant) throws -> UploadOutcome {
+    private func uploadSteps(_ source: UploadSource, to remotePath: String, mode: UInt32?, owner: RemoteOwner?, limit: Duration, deadline: ContinuousClock.Instant) throws -> UploadOutcome {
+        let size: Int
+        let localHash: () throws -> String
+        switch source {
+        case .bytes(let data):
+            size = data.count
+            localHash = { SHA256.hex(data) }
+        case .file(let path):
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: path), let bytes = attributes[.size] as? NSNumber else {
+                throw SSHError(.transferFailed(path: remotePath, reason: "cannot read the local file \(path)"), at: place)
+            }
+            size = bytes.intValue
+            localHash = {
+                do { return try SHA256.hexOfFile(atPath: path).hex } catch {
+                    throw SSHError(.transferFailed(path: remotePath, reason: "cannot read the local file \(error)"), at: self.place)
+                }
+            }
+        }
         let sftp = try sftp(deadline: deadline, path: remotePath)
         let existing = try stat(remotePath, sftp: sftp, deadline: deadline)
         let wantedMode = mode ?? existing.map { UInt32($0.permissions & 0o7777) } ?? 0o644
         let wantedOwner = owner ?? existing.map { RemoteOwner(uid: UInt32($0.uid), gid: UInt32($0.gid)) }
 
-        if let existing, existing.filesize == UInt64(data.count) {
+        if let existing, existing.filesize == UInt64(size) {
             let check = try execOnQueue(RemoteCommand(["sha256sum", "--", remotePath]), timeout: deadline - ContinuousClock.now)
-            if check.succeeded, check.stdoutText.prefix(64) == SHA256.hex(data) {
+            if check.succeeded, try check.stdoutText.prefix(64) == localHash() {
                 try setAttributes(remotePath, sftp: sftp, mode: mode, owner: owner, current: existing, deadline: deadline)
                 return .unchanged
             }
@@ -114,7 +154,10 @@ extension SSHSession {
         }
         var handleOpen = true
         do {
-            try writeAll(data, handle: handle, deadline: deadline, path: remotePath)
+            switch source {
+            case .bytes(let data): try writeAll(data, handle: handle, deadline: deadline, path: remotePath)
+            case .file(let path): try writeFile(path, size: size, handle: handle, deadline: deadline, path: remotePath)
+            }
             let synced = try retry(until: deadline) { libssh2_sftp_fsync(handle) }
             let needsRemoteSync = synced != 0 && synced == -31 && libssh2_sftp_last_error(sftp) == LibSSH2.sftpOpUnsupported
             if synced != 0 && !needsRemoteSync { throw transferFailure(path: remotePath, operation: "fsync", code: synced) }
@@ -129,7 +172,7 @@ extension SSHSession {
             // `mv` is rename(2) within one folder: atomic, and it replaces an
             // existing destination, which SFTP's own rename refuses to do.
             _ = try runStep(RemoteCommand(["mv", "-f", "--", temporary, remotePath]), deadline: deadline, path: remotePath)
-            return .transferred(bytes: data.count)
+            return .transferred(bytes: size)
         } catch {
             if handleOpen { _ = try? retry(until: ContinuousClock.now + .seconds(1)) { libssh2_sftp_close_handle(handle) } }
             if (try? requireUsable()) != nil {
@@ -167,6 +210,28 @@ extension SSHSession {
                     throw transferFailure(path: path, operation: "writing", code: Int32(written))
                 }
             }
+        }
+    }
+
+    /// Streams a local file into an open remote handle, one chunk at a time;
+    /// refuses a file whose size changed while it was sent.
+    private func writeFile(_ localPath: String, size: Int, handle: OpaquePointer, deadline: ContinuousClock.Instant, path: String) throws {
+        guard let file = FileHandle(forReadingAtPath: localPath) else {
+            throw SSHError(.transferFailed(path: path, reason: "cannot read the local file \(localPath)"), at: place)
+        }
+        defer { try? file.close() }
+        var sent = 0
+        while true {
+            let chunk: Data
+            do { chunk = try file.read(upToCount: SHA256.streamChunk) ?? Data() } catch {
+                throw SSHError(.transferFailed(path: path, reason: "reading the local file \(localPath): \(error.localizedDescription)"), at: place)
+            }
+            if chunk.isEmpty { break }
+            try writeAll(chunk, handle: handle, deadline: deadline, path: path)
+            sent += chunk.count
+        }
+        guard sent == size else {
+            throw SSHError(.transferFailed(path: path, reason: "the local file \(localPath) changed size while it was sent (\(size) → \(sent) bytes)"), at: place)
         }
     }
 

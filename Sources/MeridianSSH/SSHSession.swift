@@ -41,7 +41,20 @@ public final class SSHSession: @unchecked Sendable {
     public static func open(_ endpoint: SSHEndpoint) async throws -> SSHSession {
         LibSSH2.ensureInitialized()
         let session = SSHSession(endpoint: endpoint)
-        try await session.onQueue { try session.establish(verifyAndAuthenticate: true) }
+        let start = ContinuousClock.now
+        do {
+            try await session.onQueue { try session.establish(verifyAndAuthenticate: true) }
+        } catch {
+            var metadata = SSHLog.place(endpoint)
+            metadata["ms"] = SSHLog.milliseconds(since: start)
+            metadata["error"] = .string("\(error)")
+            SSHLog.logger.debug("ssh connection failed", metadata: metadata)
+            throw error
+        }
+        var metadata = SSHLog.place(endpoint)
+        metadata["handshake_ms"] = SSHLog.milliseconds(since: start)
+        metadata["user"] = .string(endpoint.user)
+        SSHLog.logger.debug("ssh connected", metadata: metadata)
         return session
     }
 
@@ -62,6 +75,7 @@ public final class SSHSession: @unchecked Sendable {
     /// Closing twice is harmless.
     public func close() async {
         _ = try? await onQueue { self.teardown(graceful: true) }
+        SSHLog.logger.trace("ssh closed", metadata: SSHLog.place(endpoint))
     }
 
     // MARK: - Queue and waiting

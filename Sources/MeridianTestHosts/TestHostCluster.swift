@@ -49,10 +49,13 @@ public final class TestHostCluster: @unchecked Sendable {
     /// Without `directory`, a temporary folder is used and removed at the end.
     /// `extraListenAddresses` (e.g. `[::1]:24022`) are added to every host's
     /// sshd, for tests of IPv6 and of names; only sensible with one host.
+    /// `extraPorts` makes every host's sshd listen on those ports of its own
+    /// address as well (each pair in known_hosts), so N processes can stand
+    /// in for N × (1 + extraPorts.count) hosts in scale benchmarks.
     /// `logLevel` is sshd's LogLevel: DEBUG makes each host's log show the
     /// global requests (keepalives) it receives.
     public init(count: Int, addressPrefix: String = "127.0.10", firstOctet: Int = 1, port: Int = 22, directory: String? = nil,
-                extraListenAddresses: [String] = [], logLevel: String = "INFO") throws {
+                extraListenAddresses: [String] = [], extraPorts: [Int] = [], logLevel: String = "INFO") throws {
         guard addressPrefix.hasPrefix("127."), addressPrefix.split(separator: ".").count == 3 else {
             throw TestHostError("address prefix \(addressPrefix) must be three loopback octets such as 127.0.10")
         }
@@ -95,14 +98,20 @@ public final class TestHostCluster: @unchecked Sendable {
             let host = TestHost(
                 name: name, address: address, port: port, directory: folder, root: folder + "/root", home: folder + "/home",
                 configFile: folder + "/sshd_config", logFile: folder + "/sshd.log", pidFile: folder + "/sshd.pid", hostKeyLine: keyLine)
-            try Self.config(host: host, hostKey: hostKey, authorizedKeys: authorizedKeys, extraListenAddresses: extraListenAddresses, logLevel: logLevel)
+            try Self.config(host: host, hostKey: hostKey, authorizedKeys: authorizedKeys, extraListenAddresses: extraListenAddresses,
+                            extraPorts: extraPorts, logLevel: logLevel)
                 .write(toFile: host.configFile, atomically: true, encoding: .utf8)
             made.append(host)
         }
         hosts = made
-        let knownHosts = made.map { host in
-            (host.port == 22 ? host.address : "[\(host.address)]:\(host.port)") + " " + host.hostKeyLine
-        }.joined(separator: "\n") + "\n"
+        var knownHostLines: [String] = []
+        for host in made {
+            for port in [host.port] + extraPorts {
+                let name = port == 22 ? host.address : "[\(host.address)]:\(port)"
+                knownHostLines.append(name + " " + host.hostKeyLine)
+            }
+        }
+        let knownHosts = knownHostLines.joined(separator: "\n") + "\n"
         try knownHosts.write(toFile: knownHostsFile, atomically: true, encoding: .utf8)
         try Self.describe(self).write(toFile: base + "/cluster.json", atomically: true, encoding: .utf8)
 
@@ -332,12 +341,12 @@ public final class TestHostCluster: @unchecked Sendable {
         guard process.terminationStatus == 0 else { throw TestHostError("ssh-keygen failed for \(path)") }
     }
 
-    static func config(host: TestHost, hostKey: String, authorizedKeys: String, extraListenAddresses: [String], logLevel: String = "INFO") -> String {
+    static func config(host: TestHost, hostKey: String, authorizedKeys: String, extraListenAddresses: [String], extraPorts: [Int] = [], logLevel: String = "INFO") -> String {
         """
         # sshd for meridian test host \(host.name); generated, loopback only.
         ListenAddress \(host.address)
         \(extraListenAddresses.map { "ListenAddress \($0)" }.joined(separator: "\n"))
-        Port \(host.port)
+        \(([host.port] + extraPorts).map { "Port \($0)" }.joined(separator: "\n"))
         HostKey \(hostKey)
         PidFile \(host.pidFile)
         AuthorizedKeysFile \(authorizedKeys)

@@ -11,6 +11,9 @@ let usage = """
       OpenSSH's client in parallel (xargs -P N) with its default key exchange
       and with curve25519-sha256, then meridian's fan-out; prints medians and
       ratios, and the memory of open sessions.
+    usage: meridian-bench artifact [--mib 1024] [--prefix 127.0.62] [--dir D]
+      Packs, hashes and uploads an artifact of the given size to one test
+      host and prints the peak resident memory of each phase.
     """
 
 struct Options {
@@ -115,11 +118,15 @@ func meridianFanOut(_ cluster: TestHostCluster, hosts: [TestHost]) async throws 
     }
 }
 
-func residentKiB() -> Int {
+/// A memory figure of this process from /proc/self/status, in KiB:
+/// `VmRSS` (resident now) or `VmHWM` (the peak so far).
+func statusKiB(_ field: String) -> Int {
     let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-    let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+    let line = status.split(separator: "\n").first { $0.hasPrefix(field + ":") } ?? ""
     return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
 }
+
+func residentKiB() -> Int { statusKiB("VmRSS") }
 
 func format(_ value: Double) -> String { String(format: "%.2f", value) }
 
@@ -171,12 +178,21 @@ func runSSHBenchmark(_ options: Options) async throws {
 
 }
 
-guard let options = parse(Array(CommandLine.arguments.dropFirst())) else {
-    print(usage)
-    exit(64)
-}
+let arguments = Array(CommandLine.arguments.dropFirst())
 do {
-    try await runSSHBenchmark(options)
+    if arguments.first == "artifact" {
+        guard let options = ArtifactBenchmarkOptions.parse(arguments.dropFirst()) else {
+            print(usage)
+            exit(64)
+        }
+        try await runArtifactBenchmark(options)
+    } else {
+        guard let options = parse(arguments) else {
+            print(usage)
+            exit(64)
+        }
+        try await runSSHBenchmark(options)
+    }
 } catch {
     print("meridian-bench: \(error)")
     exit(1)

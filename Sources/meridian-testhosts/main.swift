@@ -4,11 +4,12 @@ import Foundation
 import MeridianTestHosts
 
 let usage = """
-    usage: meridian-testhosts up --count N --dir DIR [--prefix 127.0.50] [--port 22]
+    usage: meridian-testhosts up --count N --dir DIR [--prefix 127.0.50] [--port 22] [--extra-ports 2201-2209]
            meridian-testhosts down --dir DIR
            meridian-testhosts kill|pause|resume --dir DIR HOST
       up     starts N sshd processes on PREFIX.1…PREFIX.N (loopback only), each with
-             its own host key, root folder, home and log under DIR, and prints them
+             its own host key, root folder, home and log under DIR, and prints them;
+             --extra-ports makes each also listen on those ports (scale benchmarks)
       down   stops every host started with --dir DIR
       kill   SIGKILLs one host (refuses connections), pause SIGSTOPs it (connections
              hang), resume continues it
@@ -40,8 +41,17 @@ do {
     switch verb {
     case "up":
         guard let count = Int(values["--count"] ?? ""), count >= 1 else { fail("--count N is required\n\(usage)", code: 64) }
+        var extraPorts: [Int] = []
+        if let range = values["--extra-ports"] {
+            let bounds = range.split(separator: "-").compactMap { Int($0) }
+            guard (1...2).contains(bounds.count), let low = bounds.first, let high = bounds.last, 1 <= low, low <= high, high <= 65535 else {
+                fail("--extra-ports takes a port or a range such as 2201-2209, got \(range)", code: 64)
+            }
+            extraPorts = Array(low...high)
+        }
         let cluster = try TestHostCluster(
-            count: count, addressPrefix: values["--prefix"] ?? "127.0.50", port: Int(values["--port"] ?? "22") ?? 22, directory: absolute)
+            count: count, addressPrefix: values["--prefix"] ?? "127.0.50", port: Int(values["--port"] ?? "22") ?? 22, directory: absolute,
+            extraPorts: extraPorts)
         cluster.detach()
         print("identity file: \(cluster.identityFile)")
         print("known_hosts:   \(cluster.knownHostsFile)")

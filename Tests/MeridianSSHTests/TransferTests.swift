@@ -51,6 +51,16 @@ import Testing
         #expect(try await session.download(folder + "/large.bin") == large)
         #expect(temporaries(in: folder).isEmpty)
 
+        // A local file is streamed in chunks; the bytes that arrive are the file's.
+        let localFile = NSTemporaryDirectory() + "meridian-upload-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).bin"
+        let streamed = Data((0..<(SHA256.streamChunk * 3 + 12345)).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ $0 >> 7) })
+        try streamed.write(to: URL(fileURLWithPath: localFile))
+        defer { unlink(localFile) }
+        #expect(try await session.upload(file: localFile, to: folder + "/streamed.bin", mode: 0o600) == .transferred(bytes: streamed.count))
+        #expect(FileManager.default.contents(atPath: folder + "/streamed.bin") == streamed)
+        #expect(try await session.upload(file: localFile, to: folder + "/streamed.bin", mode: 0o600) == .unchanged)
+        #expect(temporaries(in: folder).isEmpty)
+
         let missing = try #require(await sshError { _ = try await session.download(folder + "/absent") })
         #expect(missing.kindName == "transferFailed")
         #expect(missing.description.contains("no such file"))

@@ -27,4 +27,16 @@ import Testing
             #expect(hasher.finalize().hexString == SHA256.hex(data), "split at \(split)")
         }
     }
+
+    @Test func fileHashStreamsAcrossChunks() throws {
+        // Two and a half read chunks, so the streaming loop's partial last chunk is covered.
+        let data = Data((0..<(SHA256.streamChunk * 5 / 2)).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ $0 >> 11) })
+        let path = NSTemporaryDirectory() + "meridian-sha256-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try data.write(to: URL(fileURLWithPath: path))
+        defer { unlink(path) }
+        let hashed = try SHA256.hexOfFile(atPath: path)
+        #expect(hashed.hex == SHA256.hex(data))
+        #expect(hashed.size == Int64(data.count))
+        #expect(throws: FileHashError.self) { try SHA256.hexOfFile(atPath: path + ".absent") }
+    }
 }

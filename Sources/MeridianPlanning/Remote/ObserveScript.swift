@@ -82,7 +82,7 @@ public struct ObserveScript: Sendable, Equatable {
     /// Whether to report if the gateway's nginx runs (on gateway hosts).
     public var observesGateway: Bool
 
-    public init(root: String, files: [ObservedPathRequest], listedFolders: [String] = ["config", "governance"], lock: LockRequest? = nil, contentLimit: Int = 256 * 1024, observesGateway: Bool = false) {
+    public init(root: String, files: [ObservedPathRequest], listedFolders: [String] = ["config", "governance"], lock: LockRequest? = nil, contentLimit: Int = UnifiedDiff.lineDiffLimit, observesGateway: Bool = false) {
         var root = root
         // Listed paths are made relative by cutting "<root>/"; a trailing slash would double it.
         while root.count > 1 && root.hasSuffix("/") { root.removeLast() }

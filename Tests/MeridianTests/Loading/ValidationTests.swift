@@ -171,8 +171,15 @@ enum MinimalFleet {
         ])
         let absolute = MinimalFleet.euWest.replacingOccurrences(of: "config/inference/a.yaml", with: "/etc/a.yaml")
         #expect(MinimalFleet.diagnostics(["regions/eu-west.yaml": absolute]).first?.contains("is outside the host root") == true)
-        let allowed = absolute.replacingOccurrences(of: "    component: inference", with: "    component: inference\n    outside_root: true")
-        #expect(MinimalFleet.diagnostics(["regions/eu-west.yaml": allowed]) == [])
+        // outside_root is refused, not silently dropped: with a relative destination too.
+        let outside = absolute.replacingOccurrences(of: "    component: inference", with: "    component: inference\n    outside_root: true")
+        let diagnostics = MinimalFleet.diagnostics(["regions/eu-west.yaml": outside])
+        #expect(diagnostics.contains { $0.contains("config[0].outside_root: outside_root is not supported") }, "\(diagnostics)")
+        #expect(diagnostics.contains { $0.contains("is outside the host root") })
+        let relative = MinimalFleet.euWest.replacingOccurrences(of: "    component: inference", with: "    component: inference\n    outside_root: true")
+        #expect(MinimalFleet.diagnostics(["regions/eu-west.yaml": relative]).count == 1)
+        let off = MinimalFleet.euWest.replacingOccurrences(of: "    component: inference", with: "    component: inference\n    outside_root: false")
+        #expect(MinimalFleet.diagnostics(["regions/eu-west.yaml": off]) == [])
     }
 
     @Test func everyProblemIsReportedAtOnce() {

@@ -53,6 +53,20 @@ func expectGolden(_ actual: String, _ name: String, sourceLocation: SourceLocati
         var desired = PlanFixtures.desired[1]
         desired.files.append(ManagedFile(path: "config/inference/model.bin", content: .bytes(Data([0, 1, 2, 3])), source: "artifacts/model.bin", component: "inference"))
         let plan = Planner.plan(desired: [desired], observed: [desired.id: PlanFixtures.observedInSync(PlanFixtures.desired[1])], basis: PlanFixtures.basis)
-        #expect(plan.renderText().contains("    + config/inference/model.bin mode 0644\n        binary content: absent → 4 bytes\n"))
+        #expect(plan.renderText().contains("    + config/inference/model.bin mode 0644\n        binary content: absent → 4 bytes (sha256 054edec1d021)\n"))
+    }
+
+    @Test func largeContentIsSummarizedWithSizesAndHashes() throws {
+        var desired = PlanFixtures.desired[1]
+        let large = Data(String(repeating: "key: value\n", count: 30_000).utf8)
+        desired.files.append(ManagedFile(path: "config/inference/large.yaml", content: .bytes(large), source: "templates/large.tmpl", component: "inference"))
+        let plan = Planner.plan(desired: [desired], observed: [desired.id: PlanFixtures.observedInSync(PlanFixtures.desired[1])], basis: PlanFixtures.basis)
+        let hash = SHA256.hex(large)
+        #expect(plan.renderText().contains("    + config/inference/large.yaml mode 0644\n        not diffed (over 256 KiB): absent → \(large.count) bytes (sha256 \(hash.prefix(12)))\n"), "\(plan.renderText())")
+        let action = try #require(plan.hosts.first?.actions.first { $0.subject == "config/inference/large.yaml" })
+        #expect(action.diff == .large(oldBytes: nil, newBytes: large.count))
+        #expect(action.afterSHA256 == hash)
+        // The summary survives a save and a read.
+        #expect(try Plan.decode(plan.renderJSON()) == plan)
     }
 }

@@ -64,6 +64,22 @@ import MeridianTestHosts
         #expect(invalidUTF8 == .binary(oldBytes: nil, newBytes: 2))
     }
 
+    @Test func contentOverTheLimitIsSummarizedNotDiffed() {
+        let line = String(repeating: "x", count: 63) + "\n"
+        let large = Data(String(repeating: line, count: UnifiedDiff.lineDiffLimit / 64 + 1).utf8)
+        #expect(large.count > UnifiedDiff.lineDiffLimit)
+        #expect(UnifiedDiff.diff(old: nil, new: large, oldLabel: "a", newLabel: "b") == .large(oldBytes: nil, newBytes: large.count))
+        #expect(UnifiedDiff.diff(old: Data("a\n".utf8), new: large, oldLabel: "a", newLabel: "b") == .large(oldBytes: 2, newBytes: large.count))
+        #expect(UnifiedDiff.diff(old: large, new: large, oldLabel: "a", newLabel: "b") == .identical)
+        // At the limit exactly, still a line diff.
+        let atLimit = Data(String(repeating: line, count: UnifiedDiff.lineDiffLimit / 64).utf8)
+        #expect(atLimit.count == UnifiedDiff.lineDiffLimit)
+        guard case .text = UnifiedDiff.diff(old: nil, new: atLimit, oldLabel: "a", newLabel: "b") else {
+            Issue.record("content at the limit was not diffed")
+            return
+        }
+    }
+
     @Test func secretLinesAreMasked() {
         let placeholder = MaskingSecretResolver.placeholder(for: SecretReference(source: .environment, name: "KEY"))
         let result = diff("user=a\n", "user=b\nkey=\(placeholder)\n")
@@ -131,8 +147,8 @@ import MeridianTestHosts
             switch diff(oldText, newText) {
             case .identical:
                 #expect(old == new, "seed \(seed)")
-            case .binary:
-                Issue.record("seed \(seed): text diffed as binary")
+            case .binary, .large:
+                Issue.record("seed \(seed): small text summarised instead of diffed")
             case .text(let unified):
                 #expect(apply(unified, to: old) == new, "seed \(seed): old \(old) new \(new)\n\(unified)")
                 let changed = unified.split(separator: "\n").dropFirst(2).filter { $0.hasPrefix("+") || $0.hasPrefix("-") }.count
