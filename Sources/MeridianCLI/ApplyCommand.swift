@@ -79,7 +79,7 @@ struct ApplyCommand: AsyncParsableCommand {
             try planning.refuseFrozen(plan)
         } else {
             // Apply holds the secrets, so its plan also compares sensitive files by keyed hash.
-            let keyed = try await engine.keyedComparison(planning.desiredFleet(regions: selection.regions).desired)
+            let keyed = try await engine.keyedComparison()
             let result = try await planning.plan(regions: selection.regions, parallelism: parallelism, secrets: keyed)
             plan = result.plan
             fleet = result.fleet

@@ -206,8 +206,13 @@ public struct ApplyEngine: Sendable {
     }
 
     /// What planning with keyed comparison needs from this engine's store and secrets.
-    public func keyedComparison(_ hosts: [DesiredHostState]) async throws -> KeyedComparison {
-        KeyedComparison(fleetKey: try await store.fileHashKey(), recordedSensitive: try await recordedSensitivity(hosts), secrets: secrets)
+    public func keyedComparison() async throws -> KeyedComparison {
+        var sensitive: [String: Set<String>] = [:]
+        for record in try await store.latestManifests(region: nil) {
+            guard let manifest = try? JSONDecoder().decode(HostManifest.self, from: record.manifest) else { continue }
+            sensitive["\(record.region)/\(record.host)"] = manifest.sensitivePaths
+        }
+        return KeyedComparison(fleetKey: try await store.fileHashKey(), recordedSensitive: sensitive, secrets: secrets)
     }
 
     /// What the state store knows of each host before observing it: the

@@ -55,7 +55,7 @@ public struct FleetLoader: Sendable {
                 hashes[path] = SHA256.hex(data)
                 return YAMLDocument.parse(data, file: path, into: &diagnostics)
             } catch let error as FleetFileError {
-                diagnostics.error(SourceLocation(file: path), "", error.reason)
+                diagnostics.error(SourceLocation(file: path, line: 1, column: 1), "", error.reason)
                 return nil
             } catch {
                 diagnostics.error(SourceLocation(file: path, line: 1, column: 1), "", "could not be read: \(error.localizedDescription)")
@@ -73,9 +73,9 @@ public struct FleetLoader: Sendable {
         var settingsNode: Node?
         let settingsStatus = fileSystem.status(FleetLoader.settingsFile)
         if settingsStatus == .missing {
-            diagnostics.error(SourceLocation(file: FleetLoader.settingsFile), "", "no meridian.yaml at the fleet root: point --fleet (or MERIDIAN_FLEET) at a fleet repository, or create one (see docs/fleet-files.md)")
+            diagnostics.error(SourceLocation(file: FleetLoader.settingsFile, line: 1, column: 1), "", "no meridian.yaml at the fleet root: point --fleet (or MERIDIAN_FLEET) at a fleet repository, or create one (see docs/fleet-files.md)")
         } else if let problem = settingsStatus.problem() {
-            diagnostics.error(SourceLocation(file: FleetLoader.settingsFile), "", problem)
+            diagnostics.error(SourceLocation(file: FleetLoader.settingsFile, line: 1, column: 1), "", problem)
         } else if let node = document(FleetLoader.settingsFile) {
             settingsNode = node
             var reader = NodeReader(file: FleetLoader.settingsFile)
@@ -89,7 +89,7 @@ public struct FleetLoader: Sendable {
         var incompleteRegions: [Region] = []
         let regionFiles = yamlFiles(in: FleetLoader.regionsFolder, &diagnostics, unreadable: &unreadable.regions)
         if regionFiles.isEmpty && unreadable.regions.isEmpty {
-            diagnostics.error(SourceLocation(file: FleetLoader.regionsFolder), "", "no region files: add at least one regions/NAME.yaml")
+            diagnostics.error(SourceLocation(file: FleetLoader.regionsFolder, line: 1, column: 1), "", "no region files: add at least one regions/NAME.yaml")
         }
         for path in regionFiles {
             guard let node = document(path) else { unreadable.regions.insert(stem(path)); continue }
@@ -129,14 +129,14 @@ public struct FleetLoader: Sendable {
     private func yamlFiles(in folder: String, _ diagnostics: inout Diagnostics, unreadable: inout Set<String>) -> [String] {
         let status = fileSystem.status(folder)
         if status != .missing, status != .directory, let problem = status.problem(folderAllowed: true) {
-            diagnostics.error(SourceLocation(file: folder), "", problem)
+            diagnostics.error(SourceLocation(file: folder, line: 1, column: 1), "", problem)
             return []
         }
         var files: [String] = []
         for name in fileSystem.list(folder) where (name.hasSuffix(".yaml") || name.hasSuffix(".yml")) && !name.hasPrefix(".") {
             let path = "\(folder)/\(name)"
             if let problem = fileSystem.status(path).problem() {
-                diagnostics.error(SourceLocation(file: path), "", problem)
+                diagnostics.error(SourceLocation(file: path, line: 1, column: 1), "", problem)
                 unreadable.insert(stem(path))
             } else {
                 files.append(path)

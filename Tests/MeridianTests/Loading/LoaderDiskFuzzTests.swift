@@ -195,8 +195,8 @@ import MeridianTestHosts
         let root = input.fleet
         let diagnostics = try #require(Self.withinLimit(Self.perInputLimit) { Self.loadAndRender(root) }, "loading blocked on a FIFO")
         let messages = diagnostics.map(\.description)
-        #expect(messages.contains { $0.hasPrefix("meridian.yaml:1:1: could not be read: it is not a regular file") }, "\(messages)")
-        #expect(messages.contains { $0.hasPrefix("regions/eu-west.yaml:1:1: could not be read: it is not a regular file") }, "\(messages)")
+        #expect(messages.contains { $0.hasPrefix("meridian.yaml:1:1: is a FIFO (named pipe), not a regular file") }, "\(messages)")
+        #expect(messages.contains { $0.hasPrefix("regions/eu-west.yaml:1:1: is a FIFO (named pipe), not a regular file") }, "\(messages)")
     }
 }
 
