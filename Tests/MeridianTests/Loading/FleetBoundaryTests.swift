@@ -78,7 +78,7 @@ import Testing
     @Test func aRegionFileThatIsAFolderIsAnError() throws {
         let fleet = try Laid()
         try FileManager.default.createDirectory(at: fleet.root.appendingPathComponent("regions/ap-south.yaml"), withIntermediateDirectories: true)
-        #expect(fleet.diagnostics == ["regions/ap-south.yaml: is a folder, not a file"])
+        #expect(fleet.diagnostics == ["regions/ap-south.yaml:1:1: is a folder, not a file"])
     }
 
     @Test func aRegionOrPolicyLinkedOutsideIsAnError() throws {
@@ -87,7 +87,7 @@ import Testing
         try MinimalFleet.base.write(toFile: outside, atomically: true, encoding: .utf8)
         try fleet.link("policies/base.yaml", to: outside)
         let diagnostics = fleet.diagnostics
-        #expect(diagnostics.contains { $0.hasPrefix("policies/base.yaml: resolves to ") && $0.contains("outside the fleet repository") }, "\(diagnostics)")
+        #expect(diagnostics.contains { $0.hasPrefix("policies/base.yaml:1:1: resolves to ") && $0.contains("outside the fleet repository") }, "\(diagnostics)")
         #expect(!diagnostics.contains { $0.contains("no policy \"base\"") }, "a reference to the refused file is not reported again")
     }
 
@@ -95,7 +95,7 @@ import Testing
         let fleet = try Laid()
         try fleet.link("meridian.yaml", to: "loop.yaml")
         try fleet.link("loop.yaml", to: "meridian.yaml")
-        #expect(fleet.diagnostics.contains("meridian.yaml: cannot be read: a symbolic link loop (too many levels of symbolic links)"), "\(fleet.diagnostics)")
+        #expect(fleet.diagnostics.contains("meridian.yaml:1:1: cannot be read: a symbolic link loop (too many levels of symbolic links)"), "\(fleet.diagnostics)")
     }
 
     @Test func anArtifactLinkedOutsideIsAnError() throws {
