@@ -185,6 +185,8 @@ final class LoadTally: @unchecked Sendable {
         #expect(Self.withinBinomial(split.filter { $0.host == "host3" }.count, trials: trials, share: 0.5))
 
         // meridian-v1: time, component, upstream, slot, status, request time, upstream time.
+        // nginx logs a request after answering it, so the last line may still be on its way.
+        #expect(Poll.blockingUntil(attempts: 500) { setup.accessLogLines().count - linesBefore >= trials }, "the access log never held a line for each of the \(trials) requests")
         let lines = Array(setup.accessLogLines().dropFirst(linesBefore))
         #expect(lines.count == trials)
         let slotOf = Dictionary(uniqueKeysWithValues: canary.routes[0].servers.map { ($0.endpoint, $0.slot.rawValue) })
