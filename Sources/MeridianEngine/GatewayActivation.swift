@@ -68,13 +68,26 @@ public enum GatewayActivation {
         var serving: String?
         for attempt in 1...max(1, attempts) {
             serving = try? await servingIdentity(config, on: session)
-            if serving == expected { return GatewayActivationReport(outcome: outcome, confirmAttempts: attempt) }
+            if serving == expected, try await oldWorkersStopped(outcome, on: session) {
+                return GatewayActivationReport(outcome: outcome, confirmAttempts: attempt)
+            }
             if attempt < attempts { try await Task.sleep(for: interval) }
         }
         let log = (try? await session.exec(RemoteCommand(["sh", "-c", scripts.errorLogSince(logOffset)])))?.stdoutText ?? ""
         throw GatewayActivationError.notConfirmed(
             host: host, expected: expected, serving: serving, attempts: max(1, attempts),
             errorLog: log.split(separator: "\n").joined(separator: " | "))
+    }
+
+    /// After a reload, whether the old workers stopped accepting connections
+    /// (the new identity answering proves only that a new worker runs);
+    /// after a fresh start there are no old workers.
+    static func oldWorkersStopped(_ outcome: GatewayActivationOutcome, on session: SSHSession) async throws -> Bool {
+        guard case .reloaded(let pid, _) = outcome else { return true }
+        let output = try await session.exec(RemoteCommand(["sh", "-c", GatewayScripts.acceptingWorkers(master: pid)])).stdoutText
+        guard let line = output.split(separator: "\n").last(where: { $0.hasPrefix("workers ") }),
+              let count = Int(line.dropFirst("workers ".count)) else { return false }
+        return count <= GatewayConfig.workerProcesses
     }
 
     /// The identity the gateway serves now, read through the SSH connection

@@ -111,6 +111,9 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
     public static let pidPath = "router/run/nginx.pid"
     /// The location that answers with the configuration's identity, only to the host itself.
     public static let identityLocation = "/.meridian/config"
+    /// How many worker processes a gateway's nginx runs; a reload is
+    /// confirmed only once no more than this many workers accept connections.
+    public static let workerProcesses = 1
     public static let logFormatName = "meridian-v1"
 
     public var region: String
@@ -183,7 +186,7 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
         add(0, "# nginx configuration of the gateway of region \(region) on host \(host).")
         add(0, "# Written by meridian: an edit by hand is reported by `meridian drift` (gateway-config-modified)")
         add(0, "# and undone by the next apply. Paths are relative to the prefix <root>/router/ (nginx -p).")
-        add(0, "worker_processes 1;")
+        add(0, "worker_processes \(Self.workerProcesses);")
         add(0, "pid run/nginx.pid;")
         add(0, "error_log logs/error.log notice;")
         add(0, "")

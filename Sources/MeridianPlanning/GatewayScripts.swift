@@ -125,6 +125,34 @@ public struct GatewayScripts: Sendable, Equatable {
         """
     }
 
+    /// Counts the workers of the nginx master `pid` that still accept
+    /// connections: its children titled `nginx: worker process`, leaving out
+    /// those `… is shutting down` (a worker sets that title just before it
+    /// closes its listening sockets). Between a reload's new worker answering
+    /// and the old one receiving its signal, a fresh connection can still
+    /// reach the old configuration; confirmation waits until this count is
+    /// back to the configured number. Prints `workers N`. Reads /proc only,
+    /// without a process per entry.
+    public static func acceptingWorkers(master pid: Int) -> String {
+        """
+        n=0
+        for d in /proc/[0-9]*; do
+          s=
+          { read -r s < "$d/stat"; } 2>/dev/null || continue
+          s=${s##*) }
+          set -- $s
+          [ "${2:-}" = \(pid) ] || continue
+          t=$(tr '\\000' ' ' < "$d/cmdline" 2>/dev/null)
+          case $t in
+            "nginx: worker process is shutting down"*) ;;
+            "nginx: worker process"*) n=$((n + 1)) ;;
+          esac
+        done
+        echo "workers $n"
+
+        """
+    }
+
     /// The error log's messages of level error and worse written after
     /// `offset` bytes (what a failed reload left), at most the last 10.
     public func errorLogSince(_ offset: Int) -> String {

@@ -84,6 +84,9 @@ import MeridianTestHosts
         let cluster = try TestHostCluster(count: 1, addressPrefix: "127.0.83", firstOctet: killAfter)
         let fleet = try ApplyTestFleet(cluster: cluster, regions: ["north"], portBase: 18860 + 4 * killAfter)
         defer { fleet.tearDown() }
+        // Version 2.0.0 listens only 3 s after it starts, so the run's health
+        // check holds it past every kill point however loaded the machine is.
+        try fleet.setPlatform("1.0.0", startDelay: "2.0.0=3")
         let root = cluster.hosts[0].root
         let first = try fleet.meridian(["apply", "--auto-approve"])
         #expect(first.status == 0, "\(first.stdout)\n\(first.stderr)")

@@ -35,8 +35,11 @@ struct ApplyTestFleet {
     func component(_ index: Int) -> String { "inference-\(regions[index])" }
     func port(_ index: Int) -> Int { portBase + 2 * index }
 
-    /// Rewrites meridian.yaml with every component at `version`, health-checked at `health`.
-    func setPlatform(_ version: String, health: String = "/healthz") throws {
+    /// Rewrites meridian.yaml with every component at `version`, health-checked
+    /// at `health`; `startDelay` ("2.0.0=3") makes that version wait that many
+    /// seconds before it listens.
+    func setPlatform(_ version: String, health: String = "/healthz", startDelay: String? = nil) throws {
+        let delay = startDelay.map { ", --start-delay, \"\($0)\"" } ?? ""
         var text = """
         version: 1
         name: apply-test
@@ -56,7 +59,7 @@ struct ApplyTestFleet {
             text += """
               \(component(index)):
                 artifact: artifacts/inference/{version}
-                start: [bin/serve, --address, "{address}", --port, "{port}"]
+                start: [bin/serve, --address, "{address}", --port, "{port}"\(delay)]
                 ports: { blue: \(port(index)), green: \(port(index) + 1) }
                 health: \(health)
 

@@ -149,14 +149,16 @@ struct CrashSafetyTests {
         let store = try await SQLiteStateStore.open(path: folder.databasePath)
         let shell = try SQLiteShell(path: folder.databasePath)
         try await shell.run("BEGIN IMMEDIATE; INSERT INTO audit_head VALUES (1, 0, 'held');")
+        // Reads go on while the other process holds the write lock. (Read
+        // before the append starts: the store's one connection would queue a
+        // read behind an append that is waiting for the lock.)
+        #expect(try await store.auditHead() == nil)
         let appended = Flag()
         let append = Task {
             let entry = try await store.appendAudit(AuditRecord(actor: alice.actor, action: "apply", subject: "eu-west"))
             appended.set()
             return entry
         }
-        // Reads go on while the other process holds the write lock.
-        #expect(try await store.auditHead() == nil)
         // The writer has had time to meet the lock (this pause is not what the
         // test relies on: whenever the append runs, it must not finish before
         // the other process lets go, and must not fail).
