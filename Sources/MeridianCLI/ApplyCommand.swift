@@ -13,7 +13,10 @@ struct ApplyCommand: AsyncParsableCommand {
         discussion: """
         Without PLANFILE it plans, shows the plan and asks for confirmation (or --auto-approve). \
         With PLANFILE it applies exactly that plan and refuses it if the fleet or a host changed since. \
-        Exit codes: 0 applied, 1 a host or region failed (the others completed), 4 a region is locked by another run, \
+        Regions change wave by wave in the fleet's order; blue-green and canary upgrades run as rollouts (docs/rollouts.md). \
+        --auto-approve also passes waves that wait for approval. \
+        Exit codes: 0 applied, 1 a host or region failed (the others completed), 3 a rollout failed its checks and was rolled back \
+        (the fleet is consistent), 4 a region is locked by another run, \
         64 no terminal to confirm on and no --auto-approve, 65 invalid fleet files or a change inside a freeze window. \
         With --format json, standard output is one JSON event per line (docs/apply-events.md).
         """
@@ -54,7 +57,8 @@ struct ApplyCommand: AsyncParsableCommand {
         let engine = ApplyEngine(
             planning: planning.engine, store: store,
             secrets: LocalSecretResolver(environment: ProcessInfo.processInfo.environment, baseDirectory: fleetOptions.root),
-            parallelism: planning.parallelism(parallelism)
+            parallelism: planning.parallelism(parallelism),
+            rollouts: RolloutOptions(autoApprove: autoApprove)
         )
         var plan: Plan
         var fleet: DesiredFleet
@@ -94,6 +98,10 @@ struct ApplyCommand: AsyncParsableCommand {
             PlanningSession.report(planningFailures)
             if !plan.summary.hasChanges {
                 let code = planningFailures.isEmpty ? ExitStatus.success : ExitStatus.failure
+                if code == 0 && stream == nil {
+                    // Nothing to change on the hosts, but a rollout cut short (a crash) is carried on.
+                    try await resumeUnfinishedRollouts(planning: planning, regions: plan.regions.map(\.name))
+                }
                 stream?.nothingToDo(exitCode: code)
                 if code != 0 { throw ExitCode(code) }
                 return
@@ -108,6 +116,9 @@ struct ApplyCommand: AsyncParsableCommand {
             let events: @Sendable (ApplyEvent) -> Void
             if let stream { events = stream.handle } else if let live { events = { live.handle($0) } } else { events = ApplyProgress.line }
             report = try await engine.apply(plan, fleet: fleet, events: events)
+        } catch let refusal as GovernanceRefusal {
+            Output.error("error: \(refusal)")
+            throw ExitCode(ExitStatus.invalidFleet)
         } catch let refusal as ApplyRefusal {
             fail("error: \(refusal)", stream)
             switch refusal {
@@ -118,7 +129,7 @@ struct ApplyCommand: AsyncParsableCommand {
             fail("error: \(error)", stream)
             throw ExitCode(ExitStatus.failure)
         }
-        let code = planningFailures.isEmpty ? report.exitCode : max(report.exitCode, ExitStatus.failure)
+        let code = planningFailures.isEmpty ? report.exitCode : ExitStatus.failure
         if let stream {
             stream.finished(report, exitCode: code)
             if code != 0 { throw ExitCode(code) }
@@ -136,6 +147,11 @@ struct ApplyCommand: AsyncParsableCommand {
             case .locked(let failures):
                 Output.line("  \(region.region): LOCKED")
                 for failure in failures { Output.line("    \(failure)") }
+            case .rolledBack(let reasons):
+                Output.line("  \(region.region): ROLLED BACK (back on the stable slot)")
+                for reason in reasons { Output.line("    \(reason)") }
+            case .notStarted(let reason):
+                Output.line("  \(region.region): not started — \(reason)")
             }
         }
         for failure in planningFailures { Output.line("  \(failure.region): NOT PLANNED — \(failure)") }
@@ -157,6 +173,18 @@ struct ApplyCommand: AsyncParsableCommand {
     }
 }
 
+extension ApplyCommand {
+    /// Drives every unfinished rollout of `regions` to its end, as `rollout resume` does.
+    func resumeUnfinishedRollouts(planning: PlanningSession, regions: [String]) async throws {
+        let store = try await stateOptions.open(fleetRoot: fleetOptions.root)
+        let open = try await store.latestRollouts(region: nil).filter { !$0.terminal && regions.contains($0.region) }
+        for region in Set(open.map(\.region)).sorted() {
+            Output.line("Carrying on the unfinished rollouts of \(region):")
+            try await RolloutTarget.send(nil, region: region, fleetOptions: fleetOptions, stateOptions: stateOptions)
+        }
+    }
+}
+
 /// Plain progress lines, one per step, prefixed by region and host.
 enum ApplyProgress {
     @Sendable static func line(_ event: ApplyEvent) {
@@ -169,6 +197,10 @@ enum ApplyProgress {
             Output.line("[\(region)] \(host): \(step)" + (error.map { " — FAILED: \($0)" } ?? " — ok"))
         case .hostFinished(let region, let host, let error):
             Output.line("[\(region)] \(host): " + (error == nil ? "done" : "failed"))
+        case .waitingForApproval(let wave):
+            Output.line("wave \(wave) waits for approval: run `meridian rollout promote --wave \(wave)`")
+        case .rollout(.transition(let region, let component, let from, let to, let effect)):
+            Output.line("[\(region)] rollout of \(component): \(from) → \(to)" + (effect == "none" ? "" : "; next: \(effect)"))
         }
     }
 }

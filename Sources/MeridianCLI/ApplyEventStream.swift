@@ -65,6 +65,10 @@ final class ApplyEventStream: @unchecked Sendable {
             emit("host_done", ["region": region, "host": host])
         case .hostFinished(let region, let host, let error?):
             emit("host_failed", ["region": region, "host": host, "error": error])
+        case .waitingForApproval(let wave):
+            emit("wave_waiting_for_approval", ["wave": wave])
+        case .rollout(.transition(let region, let component, let from, let to, let effect)):
+            emit("rollout_transition", ["region": region, "component": component, "from": from.description, "to": to.description, "effect": effect])
         }
     }
 
@@ -81,6 +85,10 @@ final class ApplyEventStream: @unchecked Sendable {
                 emit("region_summary", ["region": region.region, "result": "failed", "failures": failures.map(Self.failure)])
             case .locked(let failures):
                 emit("region_summary", ["region": region.region, "result": "locked", "failures": failures.map(Self.failure)])
+            case .rolledBack(let reasons):
+                emit("region_summary", ["region": region.region, "result": "rolled_back", "reasons": reasons])
+            case .notStarted(let reason):
+                emit("region_summary", ["region": region.region, "result": "not_started", "reason": reason])
             }
         }
         emit("apply_finished", ["run": report.run.description, "plan_hash": report.planHash, "exit_code": Int(exitCode)])

@@ -64,6 +64,10 @@ final class ApplyLiveView: @unchecked Sendable {
                 $0.current[host] = nil
                 if error != nil { $0.failed.insert(host) }
             }
+        case .waitingForApproval(let wave):
+            for index in regions.indices { regions[index].current["wave"] = "wave \(wave) waits for `meridian rollout promote --wave \(wave)`" }
+        case .rollout(.transition(let region, let component, _, let to, _)):
+            update(region) { $0.current["rollout " + component] = "\(to)" }
         }
     }
 

@@ -45,6 +45,10 @@ public enum RegionApplyResult: Sendable, Equatable {
     case failed([HostFailure])
     /// A host's lock is held by another run.
     case locked([HostFailure])
+    /// A rollout failed its checks and the region is back on its stable slot; each reason names the component.
+    case rolledBack([String])
+    /// Not changed: an earlier wave failed, so later waves do not start.
+    case notStarted(String)
 }
 
 /// One region's line of the apply summary.
@@ -53,8 +57,9 @@ public struct RegionApplyOutcome: Sendable, Equatable {
     public var result: RegionApplyResult
 }
 
-/// What an apply did. Invariant: `exitCode` is 0 when every region
-/// applied, 4 when the only failures are locks held by other runs, else 1.
+/// What an apply did. Invariant: `exitCode` is 1 when any region failed,
+/// else 3 when a rollout was rolled back (the fleet is consistent), else 4
+/// when locks held by other runs stopped a region, else 0.
 public struct ApplyReport: Sendable {
     public var run: RunID
     public var planHash: String
@@ -62,14 +67,16 @@ public struct ApplyReport: Sendable {
 
     public var exitCode: Int32 {
         var locked = false
+        var rolledBack = false
         for region in regions {
             switch region.result {
-            case .applied: continue
+            case .applied, .notStarted: continue
             case .failed: return 1
             case .locked: locked = true
+            case .rolledBack: rolledBack = true
             }
         }
-        return locked ? 4 : 0
+        return rolledBack ? 3 : locked ? 4 : 0
     }
 }
 
@@ -97,8 +104,9 @@ public struct ApplyEngine: Sendable {
     public let parallelism: Int
     public let leaseTTL: Duration
     public let timings: ApplyTimings
+    public let rollouts: RolloutOptions
 
-    public init(planning: PlanEngine, store: any StateStore, identity: ProcessIdentity = .current(), secrets: any SecretResolver, parallelism: Int, leaseTTL: Duration = .seconds(1800), timings: ApplyTimings = ApplyTimings()) {
+    public init(planning: PlanEngine, store: any StateStore, identity: ProcessIdentity = .current(), secrets: any SecretResolver, parallelism: Int, leaseTTL: Duration = .seconds(1800), timings: ApplyTimings = ApplyTimings(), rollouts: RolloutOptions = RolloutOptions()) {
         self.planning = planning
         self.store = store
         self.identity = identity
@@ -106,6 +114,7 @@ public struct ApplyEngine: Sendable {
         self.parallelism = parallelism
         self.leaseTTL = leaseTTL
         self.timings = timings
+        self.rollouts = rollouts
     }
 
     /// The remote lock's run id: names this store, so a later run of the
@@ -144,6 +153,11 @@ public struct ApplyEngine: Sendable {
     /// Finishes runs whose process died on this machine and gives back the
     /// leases they held, on the record, so an apply after a SIGKILL converges.
     func recoverAbandonedRuns() async throws {
+        try await Self.recoverAbandonedRuns(store: store, identity: identity)
+    }
+
+    /// The same, for any command that takes leases (apply, the rollout commands).
+    static func recoverAbandonedRuns(store: any StateStore, identity: ProcessIdentity) async throws {
         let leases = try await store.leases()
         for run in try await store.abandonedRuns() {
             _ = try await store.markInterrupted(run.id, by: identity.actor, note: "its process (\(run.owner)) is gone; found by a later apply")
@@ -155,6 +169,7 @@ public struct ApplyEngine: Sendable {
 
     public func apply(_ plan: Plan, fleet: DesiredFleet, verification: PlanVerification = .replan, events: @escaping @Sendable (ApplyEvent) -> Void = { _ in }) async throws -> ApplyReport {
         try checkBasis(plan, against: fleet)
+        try checkGovernance(plan)
         try await recoverAbandonedRuns()
         let regions = plan.regions.map(\.name)
         let run = try await store.startRun(RunStart(kind: .apply, owner: identity, fleetCommit: plan.basis.gitCommit, planHash: plan.hash, regions: regions))
@@ -179,7 +194,8 @@ public struct ApplyEngine: Sendable {
         do {
             let report = try await applyHoldingLeases(plan, fleet: fleet, run: run.id, verification: verification, events: events)
             let summary = report.regions.map { "\($0.region): \(Self.describe($0.result))" }.joined(separator: "; ")
-            _ = try await store.finishRun(run.id, outcome: report.exitCode == 0 ? .succeeded : .failed, exitCode: report.exitCode, summary: summary)
+            let outcome: RunOutcome = report.exitCode == 0 ? .succeeded : report.exitCode == 3 ? .rolledBack : .failed
+            _ = try await store.finishRun(run.id, outcome: outcome, exitCode: report.exitCode, summary: summary)
             _ = try await store.appendAudit(AuditRecord(actor: identity.actor, action: "apply", subject: regions.joined(separator: " "),
                                                         detail: JSONDetail(["run": String(run.id.rawValue), "plan": plan.hash, "exit": String(report.exitCode), "summary": summary])))
             _ = try await store.releaseLeases(regions: regions, holder: identity)
@@ -196,9 +212,12 @@ public struct ApplyEngine: Sendable {
         case .applied(let changed, let hosts): return "applied (\(changed) of \(hosts) hosts changed)"
         case .failed(let failures): return "failed: " + failures.map(\.description).joined(separator: "; ")
         case .locked(let failures): return "locked: " + failures.map(\.description).joined(separator: "; ")
+        case .rolledBack(let reasons): return "rolled back: " + reasons.joined(separator: "; ")
+        case .notStarted(let reason): return "not started: " + reason
         }
     }
 
+    /// A host's work, decided before anything on it changes.
     struct Prepared: Sendable {
         var steps: [HostStep]
         var contents: [String: Data]
@@ -207,18 +226,18 @@ public struct ApplyEngine: Sendable {
 
     /// What planning with keyed comparison needs from this engine's store and secrets.
     public func keyedComparison() async throws -> KeyedComparison {
-        var sensitive: [String: Set<String>] = [:]
+        var sensitive: [HostID: Set<String>] = [:]
         for record in try await store.latestManifests(region: nil) {
             guard let manifest = try? JSONDecoder().decode(HostManifest.self, from: record.manifest) else { continue }
-            sensitive["\(record.region)/\(record.host)"] = manifest.sensitivePaths
+            sensitive[HostID(region: record.region, host: record.host)] = manifest.sensitivePaths
         }
         return KeyedComparison(fleetKey: try await store.fileHashKey(), recordedSensitive: sensitive, secrets: secrets)
     }
 
     /// What the state store knows of each host before observing it: the
     /// paths that were sensitive when last applied.
-    func recordedSensitivity(_ hosts: [DesiredHostState]) async throws -> [String: Set<String>] {
-        var sensitive: [String: Set<String>] = [:]
+    func recordedSensitivity(_ hosts: [DesiredHostState]) async throws -> [HostID: Set<String>] {
+        var sensitive: [HostID: Set<String>] = [:]
         for host in hosts {
             guard let record = try await store.latestManifest(region: host.region, host: host.host),
                   let manifest = try? JSONDecoder().decode(HostManifest.self, from: record.manifest) else { continue }
@@ -227,67 +246,106 @@ public struct ApplyEngine: Sendable {
         return sensitive
     }
 
+    /// What the first phase found: each host observed under this run's
+    /// lock, or the reason it could not be. Failures are kept by region,
+    /// because a failed host fails its whole region.
+    struct LockedObservation: Sendable {
+        var observed: [HostID: ObservedHostState] = [:]
+        /// Hosts whose lock this run holds, in the order given.
+        var lockedHosts: [DesiredHostState] = []
+        var failures: [String: [HostFailure]] = [:]
+        /// Hosts whose lock another run holds.
+        var heldElsewhere: [String: [HostFailure]] = [:]
+        /// The store's file hash key, under which hosts hashed their sensitive files.
+        var fleetKey = Data()
+
+        /// Locked hosts of regions where every host was observed and locked.
+        var proceeding: [DesiredHostState] {
+            let blocked = Set(failures.keys).union(heldElsewhere.keys)
+            return lockedHosts.filter { !blocked.contains($0.region) }
+        }
+    }
+
+    /// The phases in order; a rollout runs them separately, region by region
+    /// and across pauses: lock and observe, check the plan against what was
+    /// seen, prepare every host's work, change the hosts, summarise.
     func applyHoldingLeases(_ plan: Plan, fleet: DesiredFleet, run: RunID, verification: PlanVerification, events: @escaping @Sendable (ApplyEvent) -> Void) async throws -> ApplyReport {
         let desiredByID = Dictionary(fleet.desired.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        let hostPlans = plan.hosts
-        let hosts = hostPlans.compactMap { desiredByID[$0.id] }
-        let request = LockRequest(holder: "\(identity) (meridian apply)", runID: lockRunID(run), pid: Int(identity.pid), ttlSeconds: Int(leaseTTL.components.seconds))
+        let hosts = plan.hosts.compactMap { desiredByID[$0.id] }
+        var seen = try await lockAndObserve(hosts, run: run, events: events)
+        try await refuseStale(plan, seen, run: run)
+        try await refuseUnplanned(plan, fleet: fleet, seen, run: run, verification: verification)
+        let (prepared, prepareFailures) = prepare(plan, hosts: seen.proceeding, observed: seen.observed, fleetKey: seen.fleetKey, run: run)
+        seen.failures.merge(prepareFailures) { $0 + $1 }
+        let running = seen.proceeding
+        await releaseLocks(seen.lockedHosts.filter { host in !running.contains { $0.id == host.id } }, run: run)
+        let waves = try await changeInWaves(plan, hosts: running, prepared: prepared, artifacts: fleet.artifacts, run: run, events: events)
+        return summarise(plan, run: run, seen: seen, outcomes: waves.outcomes, regions: waves.regions)
+    }
+
+    /// Observes every host and takes its lock, in one round trip each. A
+    /// lock left by an interrupted run of this store is removed and the host
+    /// observed again; a lock of any other run blocks the host's region.
+    func lockAndObserve(_ hosts: [DesiredHostState], run: RunID, events: @escaping @Sendable (ApplyEvent) -> Void) async throws -> LockedObservation {
+        let request = lockRequest(run)
         let fleetKey = try await store.fileHashKey()
         let recorded = try await recordedSensitivity(hosts)
-
-        // Phase 1: observe every host and take its lock, in one round trip each.
-        let store = self.store
-        let engine = self
         let observations = await planning.observe(hosts, parallelism: parallelism, recordedSensitive: recorded, fleetKey: fleetKey) { _ in request }
-        var failures: [String: [HostFailure]] = [:]
-        var locked: [String: [HostFailure]] = [:]
-        var observed: [String: ObservedHostState] = [:]
-        var lockedHosts: [DesiredHostState] = []
+        var seen = LockedObservation()
+        seen.fleetKey = fleetKey
         for (host, outcome) in zip(hosts, observations) {
             switch outcome {
             case .failure(let failure):
-                failures[host.region, default: []].append(failure)
+                seen.failures[host.region, default: []].append(failure)
             case .success(var observation):
-                if case .heldByOther(let holder) = observation.lock, let previous = engine.runFromLock(holder),
+                if case .heldByOther(let holder) = observation.lock, let previous = runFromLock(holder),
                    let record = try await store.run(previous), !record.isRunning {
                     // Left by an interrupted run of this store, which this run's lease supersedes.
-                    switch await engine.retakeLock(host, from: holder, request: request, recordedSensitive: recorded[host.id] ?? [], fleetKey: fleetKey) {
+                    switch await retakeLock(host, from: holder, request: request, recordedSensitive: recorded[host.id] ?? [], fleetKey: fleetKey) {
                     case .success(let again): observation = again
-                    case .failure(let failure): failures[host.region, default: []].append(failure); continue
+                    case .failure(let failure): seen.failures[host.region, default: []].append(failure); continue
                     }
                 }
                 switch observation.lock {
                 case .acquired, .tookOver, .notRequested:
-                    observed[host.id] = observation.state
-                    lockedHosts.append(host)
+                    seen.observed[host.id] = observation.state
+                    seen.lockedHosts.append(host)
                     events(.observed(region: host.region, host: host.host))
                 case .heldByOther(let holder):
                     let who = holder.map { "\($0.holder), run \($0.runID), since \($0.startedAt.map(String.init) ?? "?"), until \($0.expiresAt.map(String.init) ?? "?")" } ?? "another run"
-                    locked[host.region, default: []].append(HostFailure(region: host.region, host: host.host, reason: "its lock \(RemoteScripts.join(host.root, "state/lock")) is held by \(who); wait for that run, or remove the lock once it is gone"))
+                    seen.heldElsewhere[host.region, default: []].append(HostFailure(region: host.region, host: host.host, reason: "its lock \(RemoteScripts.join(host.root, "state/lock")) is held by \(who); wait for that run, or remove the lock once it is gone"))
                 case .failed(let reason):
-                    failures[host.region, default: []].append(HostFailure(region: host.region, host: host.host, reason: "cannot take its lock: \(reason)"))
+                    seen.failures[host.region, default: []].append(HostFailure(region: host.region, host: host.host, reason: "cannot take its lock: \(reason)"))
                 }
             }
         }
-        let blocked = Set(failures.keys).union(locked.keys)
-        let proceeding = lockedHosts.filter { !blocked.contains($0.region) }
+        return seen
+    }
 
-        // Refuse the whole plan when any host it would change moved since.
-        let stale = plan.staleHosts(observed: observed).filter { stale in proceeding.contains { $0.id == stale.host } }
-        if !stale.isEmpty {
-            await releaseLocks(lockedHosts, run: run)
+    /// Refuses the whole plan when any host it would change moved since it
+    /// was made: every lock is given back and nothing is changed.
+    func refuseStale(_ plan: Plan, _ seen: LockedObservation, run: RunID) async throws {
+        let proceeding = Set(seen.proceeding.map(\.id))
+        let stale = plan.staleHosts(observed: seen.observed).filter { proceeding.contains($0.host) }
+        guard stale.isEmpty else {
+            await releaseLocks(seen.lockedHosts, run: run)
             throw ApplyRefusal.staleHosts(stale)
         }
+    }
 
-        // Carry out only what the planner could have produced: each action
-        // passes the fleet's rules, and (for plans from the planner as they
-        // are) planning the same regions against the locked hosts gives the same plan.
+    /// Carries out only what the planner could have produced: each action
+    /// passes the fleet's rules, and (for plans from the planner as they are)
+    /// planning the same regions against the locked hosts gives the same plan.
+    /// Otherwise every lock is given back and nothing is changed.
+    func refuseUnplanned(_ plan: Plan, fleet: DesiredFleet, _ seen: LockedObservation, run: RunID, verification: PlanVerification) async throws {
+        let desiredByID = Dictionary(fleet.desired.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let proceeding = seen.proceeding
         let proceedingIDs = Set(proceeding.map(\.id))
         var violations: [String] = []
-        for hostPlan in hostPlans {
+        for hostPlan in plan.hosts {
             guard let state = desiredByID[hostPlan.id] else { violations.append("host \(hostPlan.id) is not in the fleet"); continue }
             guard proceedingIDs.contains(hostPlan.id) else { continue }
-            violations += PlanChecks.ruleViolations(hostPlan, desired: state, manifest: observed[hostPlan.id]?.manifest.manifest)
+            violations += PlanChecks.ruleViolations(hostPlan, desired: state, manifest: seen.observed[hostPlan.id]?.manifest.manifest)
         }
         if violations.isEmpty, verification == .replan {
             let proceedingRegions = Set(proceeding.map(\.region))
@@ -295,22 +353,27 @@ public struct ApplyEngine: Sendable {
             let regionNames = Set(checked.map(\.name))
             // Keyed rewrites depend on secrets the planning run held: take them as the plan
             // records them (each is checked to be a sensitive file of the host by the rules).
-            var rewrites: [String: Set<String>] = [:]
+            var rewrites: [HostID: Set<String>] = [:]
             for host in checked.flatMap(\.hosts) { rewrites[host.id] = Set(host.keyedRewrites ?? []) }
-            let fresh = Planner.plan(desired: fleet.desired.filter { regionNames.contains($0.region) }, observed: observed, basis: plan.basis, keyedRewrites: rewrites)
+            let fresh = Planner.plan(desired: fleet.desired.filter { regionNames.contains($0.region) }, observed: seen.observed, basis: plan.basis, keyedRewrites: rewrites)
             violations += PlanChecks.differences(saved: checked, fresh: fresh.regions)
         }
         if !violations.isEmpty {
-            await releaseLocks(lockedHosts, run: run)
+            await releaseLocks(seen.lockedHosts, run: run)
             throw ApplyRefusal.notPlannerOutput(violations)
         }
+    }
 
-        // Decide every host's steps and render its secrets before changing anything.
+    /// Decides every host's steps and renders its secrets before anything
+    /// changes. A host whose secrets cannot be rendered fails its region.
+    func prepare(_ plan: Plan, hosts: [DesiredHostState], observed: [HostID: ObservedHostState], fleetKey: Data, run: RunID) -> (prepared: [HostID: Prepared], failures: [String: [HostFailure]]) {
+        let hostPlans = Dictionary(plan.hosts.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let revision = "run \(run.rawValue)"
         let now = ISO8601DateFormatter().string(from: Date())
-        var prepared: [String: Prepared] = [:]
-        for host in proceeding {
-            guard let hostPlan = hostPlans.first(where: { $0.id == host.id }), let state = observed[host.id] else { continue }
+        var prepared: [HostID: Prepared] = [:]
+        var failures: [String: [HostFailure]] = [:]
+        for host in hosts {
+            guard let hostPlan = hostPlans[host.id], let state = observed[host.id] else { continue }
             do {
                 let key = HostFileKey.derive(fleetKey: fleetKey, region: host.region, host: host.host)
                 var contents: [String: Data] = [:]
@@ -336,34 +399,34 @@ public struct ApplyEngine: Sendable {
                 failures[host.region, default: []].append(HostFailure(region: host.region, host: host.host, reason: "\(error)"))
             }
         }
-        let secretFailed = Set(failures.keys)
-        let running = proceeding.filter { !secretFailed.contains($0.region) }
-        await releaseLocks(lockedHosts.filter { host in !running.contains { $0.id == host.id } }, run: run)
+        return (prepared, failures)
+    }
 
-        // Phase 2: change the hosts.
-        let artifacts = fleet.artifacts
+    /// Runs each host's prepared steps, hosts in parallel, then records its
+    /// manifest and gives its lock back. Returns whether each host changed.
+    func changeHosts(_ hosts: [DesiredHostState], prepared: [HostID: Prepared], artifacts: [String: LocalArtifact], run: RunID, events: @escaping @Sendable (ApplyEvent) -> Void) async -> [HostID: Result<Bool, HostFailure>] {
+        let store = self.store
         let timings = self.timings
-        let mapping = FleetEndpoints(fleet: planning.fleet, fleetRoot: planning.fleetRoot, environment: planning.environment)
-        let endpoints = running.map { PlanEngine.endpoint(for: $0, fleet: planning.fleet, mapping: mapping) }
-        let byID = Dictionary(running.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        let preparedByID = prepared
-        let lockRunID = self.lockRunID(run)
+        let endpoints = hosts.map { planning.endpoint(for: $0) }
+        let byID = Dictionary(hosts.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let release = LockReleaseScript(root: "", runID: lockRunID(run))
         let outcomes = await SSHFanOut.run(endpoints, parallelism: parallelism) { session -> Bool in
-            let id = "\(session.endpoint.region)/\(session.endpoint.hostName)"
-            guard let host = byID[id], let work = preparedByID[id] else { return false }
+            guard let host = byID[session.endpoint.hostID], let work = prepared[host.id] else { return false }
+            var unlock = release
+            unlock.root = host.root
             let applier = HostApplier(session: session, desired: host, steps: work.steps, contents: work.contents, manifest: work.manifest,
                                       artifacts: artifacts, store: store, run: run, timings: timings, events: events)
             do {
                 try await applier.apply()
             } catch {
-                _ = try? await session.exec(RemoteCommand(["sh", "-c", ReleaseLockScript(root: host.root, runID: lockRunID).script]))
+                _ = try? await session.exec(unlock.command)
                 events(.hostFinished(region: host.region, host: host.host, error: "\(error)"))
                 throw error
             }
             if work.steps.contains(.writeManifest) {
                 _ = try await store.recordManifest(run: run, region: host.region, host: host.host, manifest: work.manifest.encoded())
             }
-            _ = try? await session.exec(RemoteCommand(["sh", "-c", ReleaseLockScript(root: host.root, runID: lockRunID).script]))
+            _ = try? await session.exec(unlock.command)
             events(.hostFinished(region: host.region, host: host.host, error: nil))
             return work.steps.contains { step in
                 switch step {
@@ -372,29 +435,42 @@ public struct ApplyEngine: Sendable {
                 }
             }
         }
+        var results: [HostID: Result<Bool, HostFailure>] = [:]
+        for (host, outcome) in zip(hosts, outcomes) {
+            results[host.id] = outcome.result.mapError { HostFailure(region: host.region, host: host.host, reason: "\($0)") }
+        }
+        return results
+    }
+
+    /// One line per region of the plan: applied, failed (with every failed
+    /// host, and those locked by others) or locked.
+    func summarise(_ plan: Plan, run: RunID, seen: LockedObservation, outcomes: [HostID: Result<Bool, HostFailure>], regions waves: [String: RegionApplyResult] = [:]) -> ApplyReport {
+        var failures = seen.failures
         var changed: [String: Int] = [:]
-        for (host, outcome) in zip(running, outcomes) {
-            switch outcome.result {
-            case .success(let didChange): if didChange { changed[host.region, default: 0] += 1 }
-            case .failure(let error):
-                failures[host.region, default: []].append(HostFailure(region: host.region, host: host.host, reason: "\(error)"))
+        for (id, outcome) in outcomes.sorted(by: { $0.key < $1.key }) {
+            switch outcome {
+            case .success(let didChange): if didChange { changed[id.region, default: 0] += 1 }
+            case .failure(let failure): failures[id.region, default: []].append(failure)
             }
         }
         let regions = plan.regions.map { region -> RegionApplyOutcome in
-            if let failed = failures[region.name] { return RegionApplyOutcome(region: region.name, result: .failed(failed + (locked[region.name] ?? []))) }
-            if let held = locked[region.name] { return RegionApplyOutcome(region: region.name, result: .locked(held)) }
+            if let failed = failures[region.name] { return RegionApplyOutcome(region: region.name, result: .failed(failed + (seen.heldElsewhere[region.name] ?? []))) }
+            if let held = seen.heldElsewhere[region.name] { return RegionApplyOutcome(region: region.name, result: .locked(held)) }
+            if let decided = waves[region.name] { return RegionApplyOutcome(region: region.name, result: decided) }
             return RegionApplyOutcome(region: region.name, result: .applied(hostsChanged: changed[region.name] ?? 0, hosts: region.hosts.count))
         }
         return ApplyReport(run: run, planHash: plan.hash, regions: regions)
     }
 
+    func lockRequest(_ run: RunID) -> LockRequest {
+        LockRequest(holder: "\(identity) (meridian apply)", runID: lockRunID(run), pid: Int(identity.pid), ttlSeconds: Int(leaseTTL.components.seconds))
+    }
+
     /// Removes a lock an interrupted run of this store left, then observes and locks again.
     func retakeLock(_ host: DesiredHostState, from holder: RemoteLock?, request: LockRequest, recordedSensitive: Set<String>, fleetKey: Data) async -> Result<Observation, HostFailure> {
         guard let holder else { return .failure(HostFailure(region: host.region, host: host.host, reason: "its lock vanished while being read; try again")) }
-        let mapping = FleetEndpoints(fleet: planning.fleet, fleetRoot: planning.fleetRoot, environment: planning.environment)
-        let endpoint = PlanEngine.endpoint(for: host, fleet: planning.fleet, mapping: mapping)
-        let outcome = await SSHFanOut.run([endpoint], parallelism: 1) { session in
-            _ = try await session.run(RemoteCommand(["sh", "-c", ReleaseLockScript(root: host.root, runID: holder.runID).script]))
+        let outcome = await SSHFanOut.run([planning.endpoint(for: host)], parallelism: 1) { session in
+            _ = try await session.run(LockReleaseScript(root: host.root, runID: holder.runID).command)
             return try await HostObserver.observe(PlanEngine.observeScript(for: host, lock: request, recordedSensitive: recordedSensitive, fleetKey: fleetKey), on: session)
         }
         return outcome[0].result.mapError { HostFailure(region: host.region, host: host.host, reason: "\($0)") }
@@ -403,13 +479,10 @@ public struct ApplyEngine: Sendable {
     /// Gives back the locks this run took on hosts it will not change.
     func releaseLocks(_ hosts: [DesiredHostState], run: RunID) async {
         guard !hosts.isEmpty else { return }
-        let mapping = FleetEndpoints(fleet: planning.fleet, fleetRoot: planning.fleetRoot, environment: planning.environment)
-        let endpoints = hosts.map { PlanEngine.endpoint(for: $0, fleet: planning.fleet, mapping: mapping) }
-        let roots = Dictionary(hosts.map { ("\($0.region)/\($0.host)", $0.root) }, uniquingKeysWith: { a, _ in a })
+        let roots = Dictionary(hosts.map { ($0.id, $0.root) }, uniquingKeysWith: { a, _ in a })
         let runID = lockRunID(run)
-        _ = await SSHFanOut.run(endpoints, parallelism: parallelism) { session in
-            let root = roots["\(session.endpoint.region)/\(session.endpoint.hostName)"] ?? "/"
-            _ = try await session.exec(RemoteCommand(["sh", "-c", ReleaseLockScript(root: root, runID: runID).script]))
+        _ = await SSHFanOut.run(hosts.map { planning.endpoint(for: $0) }, parallelism: parallelism) { session in
+            _ = try await session.exec(LockReleaseScript(root: roots[session.endpoint.hostID] ?? "/", runID: runID).command)
         }
     }
 }

@@ -15,9 +15,9 @@ public struct DriftRunResult: Sendable {
     public var appeared: [DriftFinding]
     public var cleared: [DriftFinding]
     /// By `region/host`, for hosts that were examined.
-    public var evidence: [String: HostDriftEvidence]
+    public var evidence: [HostID: HostDriftEvidence]
     /// By `region/host`: each host's desired state rendered from the fleet now.
-    public var desired: [String: DesiredHostState]
+    public var desired: [HostID: DesiredHostState]
 }
 
 /// A drift run was stopped (SIGTERM/SIGINT) before it finished; it is recorded as interrupted.
@@ -85,25 +85,25 @@ public struct DriftEngine: Sendable {
                          started: Date, begin: ContinuousClock.Instant, clock: ContinuousClock) async throws -> DriftRunResult {
         let now = StateTime(Date())
         let leasedRegions = Set(try await store.leases().filter { !$0.isExpired(at: now) }.map(\.region))
-        var recorded: [String: HostManifest] = [:]
+        var recorded: [HostID: HostManifest] = [:]
         for applied in try await store.latestManifests(region: nil) {
             // A record that does not decode is treated as no record; the host's manifest then stands in.
             if let manifest = try? JSONDecoder().decode(HostManifest.self, from: applied.manifest) {
-                recorded["\(applied.region)/\(applied.host)"] = manifest
+                recorded[HostID(region: applied.region, host: applied.host)] = manifest
             }
         }
         let (desired, desiredVersions) = renderDesired(regions: Set(regionNames))
         let healthPaths = Dictionary(fleet.settings.components.map { ($0.name, $0.health) }, uniquingKeysWith: { a, _ in a })
-        let roots = Dictionary(targets.map { ("\($0.region.name)/\($0.host.name)", $0.host.effectiveRoot(fleet.settings.defaults)) }, uniquingKeysWith: { a, _ in a })
+        let roots = Dictionary(targets.map { (HostID(region: $0.region.name, host: $0.host.name), $0.host.effectiveRoot(fleet.settings.defaults)) }, uniquingKeysWith: { a, _ in a })
         // Manifests written before addresses were recorded: the fleet's service address.
-        let serviceAddresses = Dictionary(targets.map { ("\($0.region.name)/\($0.host.name)", $0.host.serviceAddress) }, uniquingKeysWith: { a, _ in a })
+        let serviceAddresses = Dictionary(targets.map { (HostID(region: $0.region.name, host: $0.host.name), $0.host.serviceAddress) }, uniquingKeysWith: { a, _ in a })
         let healthTimeout = self.healthTimeout
         let recordedManifests = recorded
         let fleetKey = try await store.fileHashKey()
 
         let outcomes = await SSHFanOut.run(targets.map(\.endpoint), parallelism: parallelism) { session in
             try Task.checkCancellation()
-            let key = "\(session.endpoint.region)/\(session.endpoint.hostName)"
+            let key = session.endpoint.hostID
             let root = roots[key] ?? "/"
             var applied = recordedManifests[key]
             var source: AppliedManifestSource? = applied == nil ? nil : .stateStore
@@ -139,12 +139,12 @@ public struct DriftEngine: Sendable {
 
         var regionsOut: [String: (hosts: [HostExamination], findings: [DriftFinding], pending: [PendingChange])] = [:]
         for name in regionNames { regionsOut[name] = ([], [], []) }
-        var evidenceByHost: [String: HostDriftEvidence] = [:]
+        var evidenceByHost: [HostID: HostDriftEvidence] = [:]
         var reports: [HostDriftReport] = []
         for (target, outcome) in zip(targets, outcomes) {
             let region = target.region.name
             let host = target.host.name
-            let key = "\(region)/\(host)"
+            let key = HostID(region: region, host: host)
             switch outcome.result {
             case .success(let look):
                 let evidence = HostDriftEvidence(region: region, host: host, applied: look.applied, appliedSource: look.source, observed: look.observed,
@@ -206,30 +206,30 @@ public struct DriftEngine: Sendable {
                 output = Data(output[output.index(after: newline)...])
             }
         }
-        let hostName = "\(session.endpoint.region)/\(session.endpoint.hostName)"
+        let hostName = session.endpoint.hostID.description
         return (try script.parse(output, host: hostName).get().state, hostNow)
     }
 
     /// Each selected host's desired state from the fleet now, and the versions
     /// its components should run. Template or artifact problems only leave
     /// those parts out: pending changes are advice, drift does not depend on them.
-    func renderDesired(regions: Set<String>) -> ([String: DesiredHostState], [String: [String: String]]) {
+    func renderDesired(regions: Set<String>) -> ([HostID: DesiredHostState], [HostID: [String: String]]) {
         let templates = LocalFleetFileSystem(root: fleetRoot).templateFiles(of: fleet, regions: regions)
             .compactMapValues { String(data: $0, encoding: .utf8) }
         let (bundles, _) = GovernanceBundle.renderAll(fleet)
         // Artifacts are not prepared by drift: components are compared by version instead.
         let renderer = DesiredStateRenderer(fleet: fleet, bundles: bundles, templates: templates, artifacts: [])
         let (states, _) = renderer.render(regions: regions)
-        var desired: [String: DesiredHostState] = [:]
+        var desired: [HostID: DesiredHostState] = [:]
         for state in states { desired[state.id] = state }
-        var versions: [String: [String: String]] = [:]
+        var versions: [HostID: [String: String]] = [:]
         for region in fleet.regions where regions.contains(region.name) {
             for host in region.hosts {
                 var wanted: [String: String] = [:]
                 for component in host.components {
                     if let version = fleet.version(of: component, in: region) { wanted[component] = version.description }
                 }
-                versions["\(region.name)/\(host.name)"] = wanted
+                versions[HostID(region: region.name, host: host.name)] = wanted
             }
         }
         return (desired, versions)

@@ -1,4 +1,5 @@
 import Foundation
+import MeridianModel
 import MeridianBasics
 import MeridianPlanning
 import MeridianSSH
@@ -55,17 +56,17 @@ public struct DriftRemediator: Sendable {
             _ = try? await store.finishRun(run.id, outcome: .failed, exitCode: 4, summary: "drift remediation could not take the leases: \(error)")
             throw error
         }
-        let byHost = Dictionary(grouping: actionable) { "\($0.finding.region)/\($0.finding.host)" }
-        let targets = engine.endpoints.endpoints(regions: regions).filter { byHost["\($0.region.name)/\($0.host.name)"] != nil }
+        let byHost = Dictionary(grouping: actionable) { $0.finding.hostID }
+        let targets = engine.endpoints.endpoints(regions: regions).filter { byHost[HostID(region: $0.region.name, host: $0.host.name)] != nil }
         let results = await SSHFanOut.run(targets.map(\.endpoint), parallelism: engine.parallelism) { session in
-            let key = "\(session.endpoint.region)/\(session.endpoint.hostName)"
+            let key = session.endpoint.hostID
             return await Self.remedy(byHost[key] ?? [], on: session, run: run.id, store: store)
         }
         for (target, result) in zip(targets, results) {
             switch result.result {
             case .success(let hostOutcomes): outcomes.append(contentsOf: hostOutcomes)
             case .failure(let error):
-                for remedy in byHost["\(target.region.name)/\(target.host.name)"] ?? [] {
+                for remedy in byHost[HostID(region: target.region.name, host: target.host.name)] ?? [] {
                     outcomes.append(DriftRemedyOutcome(remedy: remedy, result: "\(error)", succeeded: false))
                 }
             }
@@ -97,11 +98,11 @@ public struct DriftRemediator: Sendable {
             do {
                 switch remedy {
                 case .removeStaleLock(_, let root, let runID, let leaseFree):
-                    let script = StaleLockRemovalScript(root: root, runID: runID, leaseFree: leaseFree)
+                    let script = LockReleaseScript(root: root, runID: runID, condition: .stale(leaseFree: leaseFree))
                     let output = try await session.run(HostObserver.shell, stdin: Data(script.script.utf8))
-                    switch try StaleLockRemovalScript.parse(output.stdout, host: "\(region)/\(host)").get() {
-                    case .removed: outcome = DriftRemedyOutcome(remedy: remedy, result: "removed the stale lock of run \(runID)", succeeded: true)
-                    case .gone: outcome = DriftRemedyOutcome(remedy: remedy, result: "the lock was already gone", succeeded: true)
+                    switch try LockReleaseScript.parse(output.stdout, host: session.endpoint.hostID.description).get() {
+                    case .released: outcome = DriftRemedyOutcome(remedy: remedy, result: "removed the stale lock of run \(runID)", succeeded: true)
+                    case .notHeld: outcome = DriftRemedyOutcome(remedy: remedy, result: "the lock was already gone", succeeded: true)
                     case .kept(let lock):
                         outcome = DriftRemedyOutcome(remedy: remedy, result: "kept the lock: it is now held by \(lock.holder) for run \(lock.runID) and is not stale", succeeded: false)
                     }
@@ -145,7 +146,7 @@ extension DriftRemediator {
     /// would record what was not applied), or when a sensitive file it does
     /// not write renders, with `secrets`, to other bytes than the host's copy
     /// (apply rewrites those on its own).
-    public static func planThroughApply(_ remedies: [DriftRemedy], evidence: [String: HostDriftEvidence], planning: PlanEngine, secrets: any SecretResolver, fleetKey: Data, parallelism: Int) async throws -> DriftApplyRemediation {
+    public static func planThroughApply(_ remedies: [DriftRemedy], evidence: [HostID: HostDriftEvidence], planning: PlanEngine, secrets: any SecretResolver, fleetKey: Data, parallelism: Int) async throws -> DriftApplyRemediation {
         let wanted = remedies.compactMap { remedy -> String? in
             if case .throughApply(let finding, _) = remedy { return finding.region }
             return nil
@@ -156,7 +157,7 @@ extension DriftRemediator {
         let applied = evidence.compactMapValues(\.applied)
         let desired = Dictionary(result.fleet.desired.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         var (plan, decided) = DriftApplyFilter.filter(result.plan, remedies: remedies, applied: applied, desired: desired)
-        var pendingHosts: [String: String] = [:]
+        var pendingHosts: [HostID: String] = [:]
         for host in plan.hosts {
             guard let state = desired[host.id], let previous = applied[host.id] else { continue }
             let next = ManifestBuilder.manifest(desired: state, plan: host, contents: [:], keyed: [:], previous: previous, revision: "", appliedAt: "", appliedBy: "")
@@ -180,7 +181,7 @@ extension DriftRemediator {
                 return region.hosts.isEmpty ? nil : region
             }
             decided = decided.map { remedy in
-                guard case .throughApply(let finding, _) = remedy, let reason = pendingHosts["\(finding.region)/\(finding.host)"] else { return remedy }
+                guard case .throughApply(let finding, _) = remedy, let reason = pendingHosts[finding.hostID] else { return remedy }
                 return .notRemediated(finding: finding, reason: reason)
             }
         }
@@ -197,17 +198,20 @@ extension DriftRemediator {
             throw RemediationRefused(reason: "no planned action fixes the named findings without applying something else")
         }
         let report = try await apply.apply(remediation.plan, fleet: remediation.fleet, verification: .rulesOnly)
-        var failed: [String: String] = [:]
+        var failed: [HostID: String] = [:]
+        var regionFailed: [String: String] = [:]
         for region in report.regions {
             switch region.result {
             case .applied: continue
             case .failed(let hosts), .locked(let hosts):
-                for host in hosts { failed["\(host.region)/\(host.host)"] = host.reason }
+                for host in hosts { failed[HostID(region: host.region, host: host.host)] = host.reason }
+            case .rolledBack(let reasons): regionFailed[region.region] = "rolled back: " + reasons.joined(separator: "; ")
+            case .notStarted(let reason): regionFailed[region.region] = "not started: " + reason
             }
         }
         let outcomes = named.map { remedy in
             let finding = remedy.finding
-            if let reason = failed["\(finding.region)/\(finding.host)"] {
+            if let reason = failed[finding.hostID] ?? regionFailed[finding.region] {
                 return DriftRemedyOutcome(remedy: remedy, result: "apply \(report.run) failed: \(reason)", succeeded: false)
             }
             return DriftRemedyOutcome(remedy: remedy, result: "fixed by apply \(report.run)", succeeded: true)

@@ -55,3 +55,8 @@ public struct FleetEndpoints: Sendable {
         return fleetRoot.appendingPathComponent(path).standardizedFileURL.path
     }
 }
+
+extension SSHEndpoint {
+    /// The fleet host this endpoint reaches.
+    public var hostID: HostID { HostID(region: region, host: hostName) }
+}

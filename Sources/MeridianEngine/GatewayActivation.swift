@@ -1,3 +1,4 @@
+import MeridianBasics
 import Foundation
 import MeridianPlanning
 import MeridianSSH

@@ -1,5 +1,6 @@
 import Foundation
 import MeridianBasics
+import MeridianModel
 import MeridianPlanning
 import MeridianSSH
 import MeridianState
@@ -30,6 +31,9 @@ public enum ApplyEvent: Sendable {
     case stepStarted(region: String, host: String, step: String)
     case stepFinished(region: String, host: String, step: String, error: String?)
     case hostFinished(region: String, host: String, error: String?)
+    /// A wave with `approval: true` waits for `meridian rollout promote`.
+    case waitingForApproval(wave: String)
+    case rollout(RolloutEvent)
 }
 
 /// Carries out one host's steps over an open session, journaling each
@@ -94,12 +98,12 @@ struct HostApplier: Sendable {
             }
             _ = try await session.run(RemoteScripts.start(root: root, layout: layout, slot: slot))
         case .healthCheck(let component, let slot, let address, let port, let path):
-            try await healthCheck(component: component, slot: slot, address: address, port: port, path: path)
+            try await Self.healthCheck(component: component, slot: slot, address: address, port: port, path: path, root: desired.root, timings: timings, on: session)
         case .activateGateway:
             guard let gateway = desired.gateway else {
                 throw HostStepError(step: step.summary, reason: "host \(desired.id) has no gateway configuration in the desired state")
             }
-            _ = try await GatewayActivation.activate(gateway, root: root, on: session, host: desired.id)
+            _ = try await GatewayActivation.activate(gateway, root: root, on: session, host: desired.id.description)
         case .writeManifest:
             // The prepare step, always first, created state/. The list of
             // sensitive paths goes first, so no observation after this apply
@@ -109,9 +113,24 @@ struct HostApplier: Sendable {
         }
     }
 
+    /// Sends one smoke probe straight to a slot's address and port through
+    /// the SSH connection; fails naming what was expected and what came back.
+    static func smokeProbe(_ probe: SmokeProbe, component: String, slot: SlotName, address: String, port: Int, on session: SSHSession) async throws {
+        let place = "smoke probe \(probe.name) of \(component) (\(slot.rawValue)): \(probe.method) \(HostPort(address, port))\(probe.path)"
+        let response: HTTPResponse
+        do {
+            response = try await session.httpRequest(method: probe.method, address: address, port: port, path: probe.path, timeout: .seconds(5))
+        } catch {
+            throw HostStepError(step: place, reason: "no answer: \(error)")
+        }
+        if let failure = probe.failure(status: response.status, body: String(decoding: response.body, as: UTF8.self)) {
+            throw HostStepError(step: place, reason: failure)
+        }
+    }
+
     /// Asks the slot's address and port through the SSH connection until it
     /// answers 2xx, a bounded number of times; stops early when the process died.
-    func healthCheck(component: String, slot: SlotName, address: String, port: Int, path: String) async throws {
+    static func healthCheck(component: String, slot: SlotName, address: String, port: Int, path: String, root: String, timings: ApplyTimings, on session: SSHSession) async throws {
         var last = "no answer"
         for attempt in 1...max(1, timings.healthAttempts) {
             do {
@@ -122,63 +141,13 @@ struct HostApplier: Sendable {
                 last = "\(error)"
             }
             if attempt % 8 == 0 {
-                let running = try await session.exec(RemoteScripts.isRunning(root: desired.root, component: component, slot: slot))
+                let running = try await session.exec(RemoteScripts.isRunning(root: root, component: component, slot: slot))
                 if running.stdoutText.hasPrefix("dead") { last = "the process exited"; break }
             }
             try await Task.sleep(for: timings.healthInterval)
         }
-        let tail = (try? await session.exec(RemoteScripts.logTail(root: desired.root, component: component, slot: slot)).stdoutText) ?? ""
-        let log = tail.isEmpty ? "" : "; last lines of \(RemoteScripts.logFile(root: desired.root, component: component, slot: slot)):\n\(tail)"
+        let tail = (try? await session.exec(RemoteScripts.logTail(root: root, component: component, slot: slot)).stdoutText) ?? ""
+        let log = tail.isEmpty ? "" : "; last lines of \(RemoteScripts.logFile(root: root, component: component, slot: slot)):\n\(tail)"
         throw HostStepError(step: "health check of \(component) (\(slot.rawValue)) on \(HostPort(address, port))\(path)", reason: "\(last)\(log)")
-    }
-}
-
-/// Builds the manifest apply writes to a host: hashes, releases and slots, never content.
-enum ManifestBuilder {
-    static func manifest(desired: DesiredHostState, plan: HostPlan, contents: [String: Data], keyed: [String: String], previous: HostManifest?, revision: String, appliedAt: String, appliedBy: String) -> HostManifest {
-        var files: [String: ManifestFile] = [:]
-        for file in desired.files {
-            switch file.content {
-            case .bytes(let data):
-                files[file.path] = ManifestFile(sha256: SHA256.hex(data), maskedSHA256: nil, mode: file.mode, component: file.component)
-            case .sensitive:
-                files[file.path] = ManifestFile(sha256: nil, maskedSHA256: file.content.fingerprint, keyedSHA256: keyed[file.path], mode: file.mode, component: file.component)
-            }
-        }
-        var components: [String: ManifestComponent] = [:]
-        for layout in desired.components {
-            let acted = plan.actions.first { ($0.kind == .upgradeComponent || $0.kind == .restartComponent) && $0.subject == layout.component }
-            let old = previous?.components[layout.component]
-            let slot = acted?.slot ?? old?.activeSlot ?? layout.activeSlot
-            func entry(_ name: SlotName) -> ManifestSlot {
-                name == slot
-                    ? ManifestSlot(version: layout.version, address: layout.address, port: layout.port(name), weight: 100)
-                    : ManifestSlot(version: old?.slot(name).version, address: layout.address, port: layout.port(name), weight: 0)
-            }
-            components[layout.component] = ManifestComponent(activeSlot: slot, blue: entry(.blue), green: entry(.green))
-        }
-        let releases = desired.releases.map { ManifestRelease(component: $0.component, version: $0.version, sha256: $0.sha256) }
-            .sorted { ($0.component, $0.version) < ($1.component, $1.version) }
-        return HostManifest(revision: revision, appliedAt: appliedAt, appliedBy: appliedBy, files: files, releases: releases, components: components)
-    }
-
-    /// Whether two manifests say the same about the host, whoever wrote them
-    /// and when (and, with `ignoringKeyedHashes`, whatever the secret values).
-    static func sameContent(_ a: HostManifest?, _ b: HostManifest, ignoringKeyedHashes: Bool = false) -> Bool {
-        guard let a else { return false }
-        func files(_ m: HostManifest) -> [String: ManifestFile] {
-            ignoringKeyedHashes ? m.files.mapValues { var f = $0; f.keyedSHA256 = nil; return f } : m.files
-        }
-        return files(a) == files(b) && a.releases == b.releases && a.components == b.components && a.schemaVersion == b.schemaVersion
-    }
-}
-
-/// Whether a sensitive file on a host needs rewriting, judged by keyed hash only.
-enum SensitiveRewrite {
-    static func hostCopyMatches(_ observed: ObservedFile?, keyedHash: String, mode: Int) -> Bool {
-        switch observed ?? .missing {
-        case .sensitive(let hash?, let observedMode, _): return hash == keyedHash && observedMode == mode
-        case .sensitive(nil, _, _), .regular, .missing, .notRegular: return false
-        }
     }
 }

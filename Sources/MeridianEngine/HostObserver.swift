@@ -1,4 +1,5 @@
 import Foundation
+import MeridianBasics
 import MeridianPlanning
 import MeridianSSH
 
@@ -13,7 +14,7 @@ public enum HostObserver {
     /// an error naming the host.
     public static func observe(_ script: ObserveScript, on session: SSHSession) async throws -> Observation {
         let result = try await session.run(shell, stdin: Data(script.script.utf8))
-        let hostName = "\(session.endpoint.region)/\(session.endpoint.hostName)"
+        let hostName = session.endpoint.hostID.description
         return try script.parse(result.stdout, host: hostName).get()
     }
 }

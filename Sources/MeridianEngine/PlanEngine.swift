@@ -66,11 +66,23 @@ public struct PlanEngine: Sendable {
     public let bundles: [GovernanceBundle]
     public let environment: [String: String]
 
+    /// How this fleet's hosts are reached: the one mapping every engine uses.
+    public let endpoints: FleetEndpoints
+
     public init(fleet: Fleet, fleetRoot: URL, bundles: [GovernanceBundle], environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.fleet = fleet
         self.fleetRoot = fleetRoot
         self.bundles = bundles
         self.environment = environment
+        self.endpoints = FleetEndpoints(fleet: fleet, fleetRoot: fleetRoot, environment: environment)
+    }
+
+    /// The SSH endpoint of a host of this fleet's desired state.
+    public func endpoint(for host: DesiredHostState) -> SSHEndpoint {
+        // Desired states come from this fleet, so the region and host exist.
+        let region = fleet.region(named: host.region)!
+        let fleetHost = region.hosts.first { $0.name == host.host }!
+        return endpoints.endpoint(fleetHost, in: region)
     }
 
     /// The named regions (all when empty), in fleet order.
@@ -125,7 +137,7 @@ public struct PlanEngine: Sendable {
         let fleet = try desiredFleet(regions: wanted)
         let observations = await observe(fleet.desired, parallelism: parallelism, recordedSensitive: secrets?.recordedSensitive ?? [:],
                                          fleetKey: secrets?.fleetKey, lock: { _ in nil })
-        var observed: [String: ObservedHostState] = [:]
+        var observed: [HostID: ObservedHostState] = [:]
         var failures: [HostFailure] = []
         for (host, outcome) in zip(fleet.desired, observations) {
             switch outcome {
@@ -135,7 +147,7 @@ public struct PlanEngine: Sendable {
         }
         let failedRegions = Set(failures.map(\.region))
         let planned = fleet.desired.filter { !failedRegions.contains($0.region) }
-        var rewrites: [String: Set<String>] = [:]
+        var rewrites: [HostID: Set<String>] = [:]
         if let secrets {
             for host in planned {
                 rewrites[host.id] = secrets.rewrites(host, observed: observed[host.id])
@@ -146,15 +158,13 @@ public struct PlanEngine: Sendable {
     }
 
     /// Observes each host in one round trip, asking for its lock when `lock` returns a request.
-    func observe(_ hosts: [DesiredHostState], parallelism: Int, recordedSensitive: [String: Set<String>] = [:], fleetKey: Data? = nil,
+    func observe(_ hosts: [DesiredHostState], parallelism: Int, recordedSensitive: [HostID: Set<String>] = [:], fleetKey: Data? = nil,
                  lock: @escaping @Sendable (DesiredHostState) -> LockRequest?) async -> [Result<Observation, HostFailure>] {
-        let mapping = FleetEndpoints(fleet: fleet, fleetRoot: fleetRoot, environment: environment)
-        let endpoints = hosts.map { Self.endpoint(for: $0, fleet: fleet, mapping: mapping) }
+        let targets = hosts.map { endpoint(for: $0) }
         let byID = Dictionary(hosts.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        let outcomes = await SSHFanOut.run(endpoints, parallelism: parallelism) { session in
-            let id = "\(session.endpoint.region)/\(session.endpoint.hostName)"
-            guard let host = byID[id] else { throw HostFailure(region: session.endpoint.region, host: session.endpoint.hostName, reason: "not in the desired state") }
-            return try await HostObserver.observe(Self.observeScript(for: host, lock: lock(host), recordedSensitive: recordedSensitive[id] ?? [], fleetKey: fleetKey), on: session)
+        let outcomes = await SSHFanOut.run(targets, parallelism: parallelism) { session in
+            guard let host = byID[session.endpoint.hostID] else { throw HostFailure(region: session.endpoint.region, host: session.endpoint.hostName, reason: "not in the desired state") }
+            return try await HostObserver.observe(Self.observeScript(for: host, lock: lock(host), recordedSensitive: recordedSensitive[host.id] ?? [], fleetKey: fleetKey), on: session)
         }
         return zip(hosts, outcomes).map { host, outcome in
             outcome.result.mapError { HostFailure(region: host.region, host: host.host, reason: "\($0)") }
@@ -166,13 +176,6 @@ public struct PlanEngine: Sendable {
     static func observeScript(for host: DesiredHostState, lock: LockRequest?, recordedSensitive: Set<String>, fleetKey: Data?) -> ObserveScript {
         ObserveScript(desired: host, lock: lock, recordedSensitive: recordedSensitive,
                       fileKey: fleetKey.map { HostFileKey.derive(fleetKey: $0, region: host.region, host: host.host) })
-    }
-
-    static func endpoint(for host: DesiredHostState, fleet: Fleet, mapping: FleetEndpoints) -> SSHEndpoint {
-        // Desired states come from this fleet, so the region and host exist.
-        let region = fleet.region(named: host.region)!
-        let fleetHost = region.hosts.first { $0.name == host.host }!
-        return mapping.endpoint(fleetHost, in: region)
     }
 
     /// HEAD of the fleet repository, nil when it is not a git repository (or git is missing).
@@ -195,10 +198,10 @@ extension HostFailure: Error {}
 /// id), and the secrets. Only a boolean per file comes out of it.
 public struct KeyedComparison: Sendable {
     public var fleetKey: Data
-    public var recordedSensitive: [String: Set<String>]
+    public var recordedSensitive: [HostID: Set<String>]
     public var secrets: any SecretResolver
 
-    public init(fleetKey: Data, recordedSensitive: [String: Set<String>], secrets: any SecretResolver) {
+    public init(fleetKey: Data, recordedSensitive: [HostID: Set<String>], secrets: any SecretResolver) {
         self.fleetKey = fleetKey
         self.recordedSensitive = recordedSensitive
         self.secrets = secrets
@@ -222,11 +225,10 @@ extension PlanEngine {
     /// Observes every host of the named regions (all when empty) with no
     /// managed-file requests: its manifest, releases, slots, processes and lock.
     public func observeHosts(regions wanted: [String], parallelism: Int) async -> [(region: String, host: String, result: Result<ObservedHostState, HostFailure>)] {
-        let mapping = FleetEndpoints(fleet: fleet, fleetRoot: fleetRoot, environment: environment)
-        let targets = mapping.endpoints(regions: wanted)
-        let roots = Dictionary(targets.map { ("\($0.region.name)/\($0.host.name)", $0.host.effectiveRoot(fleet.settings.defaults)) }, uniquingKeysWith: { a, _ in a })
+        let targets = endpoints.endpoints(regions: wanted)
+        let roots = Dictionary(targets.map { (HostID(region: $0.region.name, host: $0.host.name), $0.host.effectiveRoot(fleet.settings.defaults)) }, uniquingKeysWith: { a, _ in a })
         let outcomes = await SSHFanOut.run(targets.map(\.endpoint), parallelism: parallelism) { session in
-            let root = roots["\(session.endpoint.region)/\(session.endpoint.hostName)"] ?? "/"
+            let root = roots[session.endpoint.hostID] ?? "/"
             return try await HostObserver.observe(ObserveScript(root: root, files: [], listedFolders: []), on: session).state
         }
         return zip(targets, outcomes).map { target, outcome in

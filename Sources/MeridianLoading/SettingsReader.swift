@@ -54,7 +54,7 @@ enum SettingsReader {
 
     static func readDefaults(_ node: Node, _ r: inout NodeReader) -> FleetDefaults {
         var defaults = FleetDefaults()
-        guard let map = r.mapping(node, "defaults", known: ["ssh", "root", "parallelism"]) else { return defaults }
+        guard let map = r.mapping(node, "defaults", known: ["ssh", "root", "parallelism", "grace_period"]) else { return defaults }
         if let ssh = map["ssh"] { defaults.ssh = readSSH(ssh, &r) }
         if let root = map["root"], let text = r.nonEmptyString(root, "defaults.root") {
             if HostPaths.isAbsoluteClean(text) { defaults.root = text }
@@ -63,6 +63,7 @@ enum SettingsReader {
         if let parallelism = map["parallelism"], let value = r.integer(parallelism, "defaults.parallelism", in: 1...1024) {
             defaults.parallelism = value
         }
+        if let grace = map["grace_period"], let value = r.duration(grace, "defaults.grace_period") { defaults.gracePeriod = value }
         return defaults
     }
 

@@ -100,14 +100,19 @@ public struct FleetDefaults: Sendable, Equatable {
     public var root: String
     /// How many hosts are worked at once.
     public var parallelism: Int
+    /// How long a blue-green or canary rollout keeps the old slot running once
+    /// all traffic is on the new one: the window for `meridian rollout rollback`.
+    public var gracePeriod: Duration
 
     public static let standardRoot = "/srv/meridian"
     public static let standardParallelism = 32
+    public static let standardGracePeriod: Duration = .seconds(30)
 
-    public init(ssh: SSHSettings = SSHSettings(), root: String = FleetDefaults.standardRoot, parallelism: Int = FleetDefaults.standardParallelism) {
+    public init(ssh: SSHSettings = SSHSettings(), root: String = FleetDefaults.standardRoot, parallelism: Int = FleetDefaults.standardParallelism, gracePeriod: Duration = FleetDefaults.standardGracePeriod) {
         self.ssh = ssh
         self.root = root
         self.parallelism = parallelism
+        self.gracePeriod = gracePeriod
     }
 }
 
@@ -236,7 +241,7 @@ public struct SlotPorts: Sendable, Equatable {
 }
 
 /// A request a new release must answer as expected before it takes traffic.
-public struct SmokeProbe: Sendable, Equatable {
+public struct SmokeProbe: Sendable, Equatable, Codable {
     public var name: String
     public var method: String
     public var path: String

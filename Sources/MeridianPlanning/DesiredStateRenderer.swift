@@ -105,9 +105,9 @@ public struct DesiredStateRenderer: Sendable {
                 continue
             }
             releases.append(ReleaseRequirement(component: name, version: version.description, artifact: artifact.fileName, sha256: artifact.sha256))
-            layouts.append(ComponentSlotLayout(component: name, version: version.description, activeSlot: .blue, address: host.serviceAddress,
+            layouts.append(ComponentSlotLayout(component: name, version: version.description, strategy: component.strategy, address: host.serviceAddress,
                                                bluePort: component.ports.blue, greenPort: component.ports.green,
-                                               startCommand: component.start, healthPath: component.health))
+                                               startCommand: component.start, healthPath: component.health, smoke: component.smoke))
         }
         var gateway: GatewayConfig?
         if host.roles.contains(.gateway) {

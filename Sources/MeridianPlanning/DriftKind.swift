@@ -1,4 +1,5 @@
 import Foundation
+import MeridianModel
 
 /// The closed set of ways a host can differ from what meridian last applied
 /// to it. A new kind (the gateway's, rollouts', live residency routing) is a
@@ -85,6 +86,8 @@ public struct DriftFinding: Sendable, Codable, Hashable, Comparable {
     public var subject: String
     /// What was expected and what was found, for people.
     public var detail: String
+
+    public var hostID: HostID { HostID(region: region, host: host) }
 
     public init(region: String, host: String, kind: DriftKind, subject: String, detail: String) {
         self.region = region

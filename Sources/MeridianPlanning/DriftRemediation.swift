@@ -1,4 +1,5 @@
 import Foundation
+import MeridianModel
 import MeridianBasics
 
 /// One fix `drift --remediate` decided on, before anything runs. Invariant:
@@ -37,10 +38,10 @@ public enum DriftRemedy: Sendable, Equatable {
 
 /// Decides the fixes for the findings of the named kinds, and only those.
 public enum DriftRemediationPlanner {
-    public static func plan(findings: [DriftFinding], kinds: Set<DriftKind>, evidence: [String: HostDriftEvidence], desired: [String: DesiredHostState]) -> [DriftRemedy] {
+    public static func plan(findings: [DriftFinding], kinds: Set<DriftKind>, evidence: [HostID: HostDriftEvidence], desired: [HostID: DesiredHostState]) -> [DriftRemedy] {
         var remedies: [DriftRemedy] = []
         for finding in findings.sorted() where kinds.contains(finding.kind) {
-            let key = "\(finding.region)/\(finding.host)"
+            let key = finding.hostID
             switch finding.kind {
             case .lockLeftBehind:
                 guard let lock = evidence[key]?.observed.lock, let root = desired[key]?.root else {
@@ -64,13 +65,13 @@ public enum DriftRemediationPlanner {
 /// bytes, an applied release, the applied version relinked or restarted), so
 /// a pending change and a kind not named are never applied.
 public enum DriftApplyFilter {
-    public static func filter(_ plan: Plan, remedies: [DriftRemedy], applied: [String: HostManifest], desired: [String: DesiredHostState]) -> (plan: Plan, remedies: [DriftRemedy]) {
-        var kept: [String: [PlanAction]] = [:]
+    public static func filter(_ plan: Plan, remedies: [DriftRemedy], applied: [HostID: HostManifest], desired: [HostID: DesiredHostState]) -> (plan: Plan, remedies: [DriftRemedy]) {
+        var kept: [HostID: [PlanAction]] = [:]
         var decided: [DriftRemedy] = []
         let hostPlans = Dictionary(plan.hosts.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         for remedy in remedies {
             guard case .throughApply(let finding, _) = remedy else { decided.append(remedy); continue }
-            let key = "\(finding.region)/\(finding.host)"
+            let key = finding.hostID
             guard let hostPlan = hostPlans[key], let manifest = applied[key], let state = desired[key] else {
                 decided.append(.notRemediated(finding: finding, reason: "the host was not planned (it could not be observed, or meridian never applied to it)"))
                 continue
@@ -154,67 +155,5 @@ public enum DriftApplyFilter {
             return parts.count == 3 ? String(parts[1]) : finding.subject
         }
         return String(finding.subject.split(separator: " ").first ?? "")
-    }
-}
-
-/// The script that removes a lock left behind, re-checking on the host that
-/// it is the lock drift saw (same `run=`) and still stale: expired by the
-/// host's clock, or `leaseFree` (no run holds the region's lease). The lock is
-/// renamed aside first so a run taking it meanwhile is never deleted.
-/// Output: `stale-lock removed` | `stale-lock gone` | `stale-lock kept x<hex of lock>`.
-public struct StaleLockRemovalScript: Sendable, Equatable {
-    public var root: String
-    public var runID: String
-    public var leaseFree: Bool
-
-    public init(root: String, runID: String, leaseFree: Bool) {
-        self.root = root
-        self.runID = runID.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\r", with: " ")
-        self.leaseFree = leaseFree
-    }
-
-    public enum Outcome: Sendable, Equatable {
-        case removed
-        case gone
-        case kept(RemoteLock)
-    }
-
-    public var script: String {
-        """
-        set -u
-        root=\(ShellQuoting.quote(root))
-        lockfile="$root/state/lock"
-        aside="$root/state/.lock.remediate.$$"
-        if ! mv "$lockfile" "$aside" 2>/dev/null; then echo 'stale-lock gone'; exit 0; fi
-        run=$(sed -n 's/^run=//p' "$aside" | head -n 1)
-        expires=$(sed -n 's/^expires=//p' "$aside" | head -n 1)
-        case $expires in ''|*[!0-9]*) expires= ;; esac
-        now=$(date +%s)
-        stale=\(leaseFree ? "1" : "0")
-        if [ -n "$expires" ] && [ "$now" -ge "$expires" ]; then stale=1; fi
-        if [ "$run" = \(ShellQuoting.quote(runID)) ] && [ "$stale" = 1 ]; then
-          rm -f "$aside"
-          echo 'stale-lock removed'
-        else
-          ln "$aside" "$lockfile" 2>/dev/null
-          printf 'stale-lock kept x'; od -An -v -tx1 < "$aside" | tr -d ' \\n'; printf '\\n'
-          rm -f "$aside"
-        fi
-
-        """
-    }
-
-    public static func parse(_ output: Data, host: String) -> Result<Outcome, ObservationParseError> {
-        let text = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .newlines)
-        let fields = text.split(separator: " ").map(String.init)
-        switch fields.first == "stale-lock" && fields.count >= 2 ? fields[1] : "" {
-        case "removed": return .success(.removed)
-        case "gone": return .success(.gone)
-        case "kept":
-            guard fields.count == 3, let data = ObserveScript.decodeField(fields[2]) else { break }
-            return .success(.kept(RemoteLock(parsing: data)))
-        default: break
-        }
-        return .failure(ObservationParseError(host: host, line: nil, reason: "unexpected stale-lock output `\(text.prefix(80))`"))
     }
 }

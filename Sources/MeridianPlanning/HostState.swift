@@ -127,11 +127,15 @@ public struct ReleaseRequirement: Codable, Sendable, Equatable, Hashable {
 }
 
 /// How one component is laid out on a host: two slots, each with its own
-/// port, of which `activeSlot` serves traffic and runs `version`.
+/// port, and how a new version reaches them. Which slot serves is not desired
+/// state: it is what the host's manifest (and a rollout in progress) records.
 public struct ComponentSlotLayout: Codable, Sendable, Equatable {
+    /// The slot a component's first install goes into, on a host with no record of it.
+    public static let firstSlot: SlotName = .blue
+
     public var component: String
     public var version: String
-    public var activeSlot: SlotName
+    public var strategy: RolloutStrategy
     /// The host's service address: where both slots listen, each on its own port.
     public var address: String
     public var bluePort: Int
@@ -139,16 +143,19 @@ public struct ComponentSlotLayout: Codable, Sendable, Equatable {
     /// argv of the process; run from the slot's folder.
     public var startCommand: [String]
     public var healthPath: String
+    /// Requests a new slot must answer before it takes traffic (blue-green and canary).
+    public var smoke: [SmokeProbe]
 
-    public init(component: String, version: String, activeSlot: SlotName, address: String, bluePort: Int, greenPort: Int, startCommand: [String], healthPath: String) {
+    public init(component: String, version: String, strategy: RolloutStrategy = .recreate, address: String, bluePort: Int, greenPort: Int, startCommand: [String], healthPath: String, smoke: [SmokeProbe] = []) {
         self.component = component
         self.version = version
-        self.activeSlot = activeSlot
+        self.strategy = strategy
         self.address = address
         self.bluePort = bluePort
         self.greenPort = greenPort
         self.startCommand = startCommand
         self.healthPath = healthPath
+        self.smoke = smoke
     }
 
     public func port(_ slot: SlotName) -> Int {
@@ -194,7 +201,7 @@ public struct DesiredHostState: Codable, Sendable, Equatable {
     }
 
     /// `region/host`: the key of observed states and of host plans.
-    public var id: String { "\(region)/\(host)" }
+    public var id: HostID { HostID(region: region, host: host) }
 
     public var governanceBundle: ManagedFile? { files.first { $0.path == Self.governanceBundlePath } }
 

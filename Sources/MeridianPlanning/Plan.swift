@@ -1,12 +1,6 @@
 import Foundation
 import MeridianBasics
-
-/// How a component moves to a new version. Only `recreate` exists today
-/// (stop the active slot, relink it, start it); blue-green and canary will
-/// join this enum, and every switch over it will show where they matter.
-public enum UpgradeStrategy: String, Codable, Sendable, Equatable {
-    case recreate
-}
+import MeridianModel
 
 /// Unix permission bits, written in plans as four octal digits (`"0644"`)
 /// because that is how people read them.
@@ -76,7 +70,7 @@ public struct PlanAction: Codable, Sendable, Equatable {
     public var diff: ContentDiff?
     public var fromVersion: String?
     public var toVersion: String?
-    public var strategy: UpgradeStrategy?
+    public var strategy: RolloutStrategy?
     public var slot: SlotName?
     public var port: Int?
     public var artifact: String?
@@ -85,7 +79,7 @@ public struct PlanAction: Codable, Sendable, Equatable {
     /// Where the desired value comes from, for messages.
     public var source: String?
 
-    public init(id: String, kind: PlanActionKind, subject: String, component: String? = nil, beforeSHA256: String? = nil, afterSHA256: String? = nil, modeBefore: FileMode? = nil, modeAfter: FileMode? = nil, sensitive: Bool = false, diff: ContentDiff? = nil, fromVersion: String? = nil, toVersion: String? = nil, strategy: UpgradeStrategy? = nil, slot: SlotName? = nil, port: Int? = nil, artifact: String? = nil, reasons: [String] = [], source: String? = nil) {
+    public init(id: String, kind: PlanActionKind, subject: String, component: String? = nil, beforeSHA256: String? = nil, afterSHA256: String? = nil, modeBefore: FileMode? = nil, modeAfter: FileMode? = nil, sensitive: Bool = false, diff: ContentDiff? = nil, fromVersion: String? = nil, toVersion: String? = nil, strategy: RolloutStrategy? = nil, slot: SlotName? = nil, port: Int? = nil, artifact: String? = nil, reasons: [String] = [], source: String? = nil) {
         self.id = id
         self.kind = kind
         self.subject = subject
@@ -141,7 +135,7 @@ public struct HostPlan: Codable, Sendable, Equatable {
     public var warnings: [String]
     public var actions: [PlanAction]
 
-    public var id: String { "\(region)/\(host)" }
+    public var id: HostID { HostID(region: region, host: host) }
     public var hasChanges: Bool { actions.contains { $0.kind != .noOp } }
 
     enum CodingKeys: String, CodingKey {
@@ -279,7 +273,7 @@ public struct Plan: Codable, Sendable, Equatable {
 
     /// Hosts whose observed state differs from what the plan was computed
     /// against; apply refuses the plan when this is not empty.
-    public func staleHosts(observed: [String: ObservedHostState]) -> [StaleHost] {
+    public func staleHosts(observed: [HostID: ObservedHostState]) -> [StaleHost] {
         var stale: [StaleHost] = []
         for host in hosts {
             guard let now = observed[host.id] else {
@@ -303,7 +297,7 @@ public struct Plan: Codable, Sendable, Equatable {
 
 /// A host that changed since a plan was made.
 public struct StaleHost: Sendable, Equatable, CustomStringConvertible {
-    public var host: String
+    public var host: HostID
     public var reasons: [String]
     public var description: String {
         "host \(host): \(reasons.joined(separator: "; ")) since the plan was made; run `meridian plan` again"

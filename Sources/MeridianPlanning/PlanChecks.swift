@@ -53,7 +53,7 @@ public enum PlanChecks {
             let savedHosts = region.hosts.map(\.id)
             let freshHosts = now.hosts.map(\.id)
             if savedHosts != freshHosts {
-                problems.append("region \(region.name) has hosts \(savedHosts.joined(separator: ", ")) in the plan, \(freshHosts.joined(separator: ", ")) now")
+                problems.append("region \(region.name) has hosts \(savedHosts.map(\.description).joined(separator: ", ")) in the plan, \(freshHosts.map(\.description).joined(separator: ", ")) now")
                 continue
             }
             for (a, b) in zip(region.hosts, now.hosts) {

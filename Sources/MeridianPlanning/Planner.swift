@@ -1,4 +1,5 @@
 import Foundation
+import MeridianModel
 import MeridianBasics
 
 /// Turns desired and observed host states into a `Plan`. Pure: no clock, no
@@ -26,10 +27,10 @@ public enum Planner {
     ///     their template did not change.
     public static func plan(
         desired: [DesiredHostState],
-        observed: [String: ObservedHostState],
+        observed: [HostID: ObservedHostState],
         basis: PlanBasis,
         previousContents: [String: Data] = [:],
-        keyedRewrites: [String: Set<String>] = [:]
+        keyedRewrites: [HostID: Set<String>] = [:]
     ) -> Plan {
         var regions: [String: [HostPlan]] = [:]
         for host in desired {
@@ -110,14 +111,21 @@ public enum Planner {
 
         var upgrades: [PlanAction] = []
         var restarts: [PlanAction] = []
+        var rolloutNotes: [String] = []
         let changedPaths = (writes + deletes).reduce(into: [String: [String]]()) { changed, action in
             if let component = action.component { changed[component, default: []].append(action.subject) }
         }
         for layout in desired.components.sorted(by: { $0.component < $1.component }) {
             let recorded = manifest?.components[layout.component]
-            let slot = recorded?.activeSlot ?? layout.activeSlot
+            let slot = recorded?.activeSlot ?? ComponentSlotLayout.firstSlot
             let current = recorded?.activeVersion
                 ?? versionFromLink(observed.slotTarget(component: layout.component, slot: slot), component: layout.component)
+            if current != layout.version, let recorded, recorded.slot(slot.other).version == layout.version, recorded.slot(slot.other).weight > 0 {
+                // A rollout to this version is moving traffic: its weights are desired state, and the
+                // rollout (not a new upgrade) carries it on, so the plan leaves the slots alone.
+                rolloutNotes.append("a rollout of \(layout.component) to \(layout.version) is in progress (\(recorded.slot(slot.other).weight)% on \(slot.other.rawValue)); `meridian apply` or `meridian rollout resume \(desired.region)` carries it on")
+                continue
+            }
             if current != layout.version {
                 var reasons: [String] = []
                 if current == nil {
@@ -125,10 +133,11 @@ public enum Planner {
                 } else if let paths = changedPaths[layout.component] {
                     reasons.append("configuration changed: \(paths.joined(separator: ", "))")
                 }
+                let (strategy, target) = upgradeTarget(layout, active: slot, current: current, reasons: &reasons)
                 upgrades.append(PlanAction(
                     id: actionID(.upgradeComponent, layout.component), kind: .upgradeComponent, subject: layout.component,
                     component: layout.component, fromVersion: current, toVersion: layout.version,
-                    strategy: .recreate, slot: slot, port: layout.port(slot), reasons: reasons
+                    strategy: strategy, slot: target, port: layout.port(target), reasons: reasons
                 ))
                 continue
             }
@@ -168,14 +177,14 @@ public enum Planner {
 
         var actions = installs + writes + deletes + upgrades + restarts
         if actions.isEmpty {
-            actions = [PlanAction(id: actionID(.noOp, hostID), kind: .noOp, subject: hostID)]
+            actions = [PlanAction(id: actionID(.noOp, hostID.description), kind: .noOp, subject: hostID.description)]
         }
         // Sensitive now, or when last applied: either way their observed state never enters a digest.
         let recordedSensitive = (manifest?.sensitivePaths ?? []).union(observed.files.compactMap { path, state in
             if case .sensitive = state { return path } else { return nil }
         })
         let sensitive = Set(desired.files.filter(\.content.isSensitive).map(\.path)).union(recordedSensitive).sorted()
-        var warnings: [String] = []
+        var warnings: [String] = rolloutNotes
         switch observed.manifest {
         case .absent, .present: break
         case .unreadable(_, let reason):
@@ -280,9 +289,25 @@ public enum Planner {
         }
     }
 
+    /// How and into which slot a component moves to its new version: recreate
+    /// replaces the serving slot; blue-green and canary install beside it, in
+    /// the idle slot. A first install has no traffic to move and is a recreate.
+    static func upgradeTarget(_ layout: ComponentSlotLayout, active: SlotName, current: String?, reasons: inout [String]) -> (RolloutStrategy, SlotName) {
+        switch layout.strategy {
+        case .recreate:
+            return (.recreate, active)
+        case .blueGreen, .canary:
+            guard current != nil else {
+                reasons.append("first install: no traffic to move, so no \(layout.strategy.rawValue) rollout")
+                return (.recreate, active)
+            }
+            return (layout.strategy, active.other)
+        }
+    }
+
     /// The version a slot link points at: the last component of a target
     /// ending in `releases/<component>/<version>`, absolute or relative.
-    static func versionFromLink(_ target: String?, component: String) -> String? {
+    public static func versionFromLink(_ target: String?, component: String) -> String? {
         guard let target else { return nil }
         let parts = target.split(separator: "/").map(String.init)
         guard parts.count >= 3, parts[parts.count - 3] == "releases", parts[parts.count - 2] == component else { return nil }

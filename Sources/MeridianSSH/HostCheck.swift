@@ -1,3 +1,5 @@
+import MeridianBasics
+
 /// What `meridian hosts check` reports for one host. Invariant: `failure` is
 /// nil exactly when the host was reached, its key accepted and auth passed;
 /// the host key is filled in whenever the handshake got that far.

@@ -1,5 +1,6 @@
 import CLibSSH2
 import Foundation
+import MeridianBasics
 
 /// Decides whether a presented host key is trusted under an endpoint's
 /// policy. Invariant: it accepts only an exact match with a pinned key or a

@@ -1,5 +1,6 @@
 import CLibSSH2
 import Foundation
+import MeridianBasics
 
 /// What a remote command produced. Invariant: `exitStatus` is the status the
 /// server reported; a command killed by a signal has `exitSignal` set.

@@ -22,7 +22,7 @@ public struct RemoteOwner: Sendable, Hashable {
 extension SSHSession {
     /// The marker in the names of upload temporaries: `<dest>.meridian-tmp-<hex>`.
     /// A file carrying it was left by an interrupted upload and is safe to delete.
-    public static let temporaryMarker = ".meridian-tmp-"
+    public static let temporaryMarker = UploadNaming.temporaryMarker
 
     /// Writes `data` to `remotePath` atomically: to a temporary name in the same
     /// folder, fsync'd, given its mode (and owner), then renamed over the

@@ -15,6 +15,10 @@ public struct AuditAction: RawRepresentable, Hashable, Codable, Sendable, Custom
     public static let leaseTakeover: AuditAction = "lease.takeover"
     /// A run marked an earlier, abandoned run as interrupted.
     public static let runInterrupted: AuditAction = "run.interrupted"
+    /// A rollout moved to its next phase (detail: from, to, the effect, values).
+    public static let rolloutTransition: AuditAction = "rollout.transition"
+    /// An operator asked a rollout to promote, abort or roll back.
+    public static let rolloutCommand: AuditAction = "rollout.command"
 }
 
 /// What a caller asks to append to the audit log.

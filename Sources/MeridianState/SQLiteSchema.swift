@@ -5,7 +5,7 @@ import GRDB
 /// same path from empty to the newest version (docs/state.md, "Migrations").
 enum SQLiteSchema {
     /// Identifiers in the order they apply; the last is the current version.
-    static let versions = ["v1", "v2"]
+    static let versions = ["v1", "v2", "v3"]
 
     static func migrator() -> DatabaseMigrator {
         var migrator = DatabaseMigrator()
@@ -14,6 +14,9 @@ enum SQLiteSchema {
         }
         migrator.registerMigration("v2") { db in
             try db.execute(sql: v2)
+        }
+        migrator.registerMigration("v3") { db in
+            try db.execute(sql: v3)
         }
         return migrator
     }
@@ -25,6 +28,47 @@ enum SQLiteSchema {
             key BLOB NOT NULL CHECK (length(key) = 32),
             created_at INTEGER NOT NULL
         );
+        """
+
+    /// Rollouts: the current record of each (JSON the engine writes), every
+    /// transition of it, and operators' commands waiting for the run that
+    /// drives them. (Named v3: v2 is the file hash key, added beside it.)
+    static let v3 = """
+        CREATE TABLE rollouts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER REFERENCES runs(id),
+            region TEXT NOT NULL,
+            component TEXT NOT NULL,
+            phase TEXT NOT NULL,
+            terminal INTEGER NOT NULL CHECK (terminal IN (0, 1)),
+            record BLOB NOT NULL,
+            started_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        );
+        CREATE UNIQUE INDEX rollouts_unfinished ON rollouts(region, component) WHERE terminal = 0;
+        CREATE INDEX rollouts_by_component ON rollouts(region, component, id);
+
+        CREATE TABLE rollout_transitions (
+            rollout_id INTEGER NOT NULL REFERENCES rollouts(id),
+            seq INTEGER NOT NULL,
+            run_id INTEGER REFERENCES runs(id),
+            from_phase TEXT,
+            to_phase TEXT NOT NULL,
+            effect TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            PRIMARY KEY (rollout_id, seq)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE rollout_commands (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            subject TEXT NOT NULL,
+            command TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            requested_at INTEGER NOT NULL,
+            taken_at INTEGER
+        );
+        CREATE INDEX rollout_commands_pending ON rollout_commands(subject, id) WHERE taken_at IS NULL;
         """
 
     /// Times are INTEGER milliseconds since 1970 UTC; details are JSON text.

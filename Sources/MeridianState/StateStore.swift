@@ -96,6 +96,26 @@ public protocol StateStore: Sendable {
     /// Episodes not cleared yet (of `region` when given).
     func openDriftFindings(region: String?) async throws -> [DriftFindingRecord]
 
+    // MARK: Rollouts
+
+    /// Records a new rollout with its first record, its first transition
+    /// and an audit entry, in one transaction. Throws `rolloutInProgress`
+    /// while the component has an unfinished rollout in the region.
+    func startRollout(region: String, component: String, _ first: RolloutUpdate) async throws -> StoredRollout
+    /// Writes a rollout's next record with its transition and an audit
+    /// entry, in one transaction. Throws `rolloutFinished` for a terminal one.
+    func recordRolloutTransition(_ id: RolloutID, _ next: RolloutUpdate) async throws -> StoredRollout
+    func rollout(_ id: RolloutID) async throws -> StoredRollout?
+    /// The newest rollout of each component of each region (of `region` when
+    /// given), and every unfinished one, by region then component.
+    func latestRollouts(region: String?) async throws -> [StoredRollout]
+    /// A rollout's transitions in order.
+    func rolloutTransitions(_ id: RolloutID) async throws -> [RolloutTransition]
+    /// Queues an operator's command for `subject` (a region or `wave:<name>`) and audits it.
+    func requestRolloutCommand(subject: String, command: String, actor: String) async throws -> RolloutCommandRecord
+    /// Marks the pending commands of `subject` taken and returns them, oldest first.
+    func takeRolloutCommands(subject: String) async throws -> [RolloutCommandRecord]
+
     // MARK: Status
 
     /// The newest successful apply that touched `region`.

@@ -33,6 +33,11 @@ public enum StateStoreError: Error, Hashable, Sendable, CustomStringConvertible 
     case notADriftRun(RunRecord)
     /// A detail that is not valid JSON.
     case invalidDetail(text: String)
+    /// A rollout of the component is unfinished in the region.
+    case rolloutInProgress(StoredRollout)
+    case unknownRollout(RolloutID)
+    /// The rollout already ended; a new change needs a new rollout.
+    case rolloutFinished(StoredRollout)
     /// A stored value this version cannot read (e.g. an unknown run kind).
     case unreadableValue(path: String, table: String, column: String, value: String)
 
@@ -75,6 +80,12 @@ public enum StateStoreError: Error, Hashable, Sendable, CustomStringConvertible 
             return "\(entry.id) (\(entry.step) on \(entry.region)/\(entry.host)) already finished; a step is finished once."
         case .notADriftRun(let run):
             return "drift findings can only be recorded for a drift run, but \(run.id) is a \(run.kind.rawValue) run."
+        case .rolloutInProgress(let rollout):
+            return "\(rollout.component) in region \(rollout.region) has an unfinished \(rollout.id) (phase \(rollout.phase)); finish it with `meridian rollout resume \(rollout.region)` or `meridian rollout abort \(rollout.region)` first."
+        case .unknownRollout(let id):
+            return "\(id) is not in the state database; `meridian rollout status` lists the rollouts."
+        case .rolloutFinished(let rollout):
+            return "\(rollout.id) of \(rollout.component) in region \(rollout.region) already ended (\(rollout.phase)); it is not changed again."
         case .invalidDetail(let text):
             return "the detail \(text.prefix(80).debugDescription) is not valid JSON."
         case .unreadableValue(let path, let table, let column, let value):

@@ -1,6 +1,7 @@
 // Benchmarks that time meridian against a baseline measured in the same run
 // on the same machine; see docs/benchmarks.md.
 import Foundation
+import MeridianBasics
 import MeridianSSH
 import MeridianTestHosts
 

@@ -35,16 +35,16 @@ struct ApplyTestFleet {
     func component(_ index: Int) -> String { "inference-\(regions[index])" }
     func port(_ index: Int) -> Int { portBase + 2 * index }
 
-    /// Rewrites meridian.yaml with every component at `version`, health-checked
-    /// at `health`; `startDelay` ("2.0.0=3") makes that version wait that many
-    /// seconds before it listens.
-    func setPlatform(_ version: String, health: String = "/healthz", startDelay: String? = nil) throws {
+    /// Rewrites meridian.yaml with every component at `version`, health-checked at `health`, upgraded
+    /// by `strategy` (with `extra` YAML lines under each component), and `waves` appended verbatim;
+    /// `startDelay` ("2.0.0=3") makes that version wait that many seconds before it listens.
+    func setPlatform(_ version: String, health: String = "/healthz", strategy: String? = nil, extra: [String] = [], gracePeriod: String? = nil, waves: String? = nil, startDelay: String? = nil) throws {
         let delay = startDelay.map { ", --start-delay, \"\($0)\"" } ?? ""
         var text = """
         version: 1
         name: apply-test
         defaults:
-          ssh:
+        \(gracePeriod.map { "  grace_period: \($0)\n" } ?? "")  ssh:
             user: \(cluster.user)
             port: \(cluster.hosts[0].port)
             identity: \(cluster.identityFile)
@@ -64,9 +64,12 @@ struct ApplyTestFleet {
                 health: \(health)
 
             """
+            if let strategy { text += "    strategy: \(strategy)\n" }
+            for line in extra { text += "    \(line)\n" }
         }
         text += "platform:\n"
         for index in regions.indices { text += "  \(component(index)): \(version)\n" }
+        if let waves { text += waves }
         try text.write(to: directory.appendingPathComponent("meridian.yaml"), atomically: true, encoding: .utf8)
     }
 

@@ -190,11 +190,12 @@ import MeridianBasics
     }
 
     @Test func staleLockScriptQuotesItsValues() {
-        let script = StaleLockRemovalScript(root: "/srv/it's here", runID: "$(reboot)\n", leaseFree: false).script
+        let script = LockReleaseScript(root: "/srv/it's here", runID: "$(reboot)\n", condition: .stale(leaseFree: false)).script
         #expect(script.contains("root='/srv/it'\\''s here'"))
         #expect(script.contains("[ \"$run\" = '$(reboot) ' ]"))
-        #expect(StaleLockRemovalScript.parse(Data("stale-lock removed\n".utf8), host: "h") == .success(.removed))
-        #expect(StaleLockRemovalScript.parse(Data("stale-lock kept x72756e3d390a\n".utf8), host: "h")
+        #expect(script.contains("ok=0"))
+        #expect(LockReleaseScript.parse(Data("unlock released\n".utf8), host: "h") == .success(.released))
+        #expect(LockReleaseScript.parse(Data("unlock kept x72756e3d390a\n".utf8), host: "h")
             == .success(.kept(RemoteLock(holder: "unknown", runID: "9", pid: nil, startedAt: nil, expiresAt: nil))))
     }
 }

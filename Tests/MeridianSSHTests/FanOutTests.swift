@@ -1,4 +1,5 @@
 import Foundation
+import MeridianBasics
 import MeridianSSH
 import MeridianTestHosts
 import Testing

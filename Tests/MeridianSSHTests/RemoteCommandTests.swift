@@ -1,3 +1,4 @@
+import MeridianBasics
 import MeridianSSH
 import Testing
 

@@ -11,7 +11,7 @@ struct StoreOpeningTests {
         #expect(FileManager.default.fileExists(atPath: folder.databasePath))
         let applied = try await store.appliedMigrations()
         #expect(applied.last == SQLiteStateStore.currentSchemaVersion)
-        #expect(applied == ["v1", "v2"])
+        #expect(applied == ["v1", "v2", "v3"])
 
         let raw = try rawConnection(folder.databasePath)
         let mode = try await raw.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
@@ -26,7 +26,7 @@ struct StoreOpeningTests {
 
         let second = try await SQLiteStateStore.open(path: folder.databasePath)
         let third = try await SQLiteStateStore.open(path: folder.databasePath)
-        #expect(try await third.appliedMigrations() == ["v1", "v2"])
+        #expect(try await third.appliedMigrations() == ["v1", "v2", "v3"])
         #expect(try await second.run(run.id) == run)
         #expect(try await third.verifyAudit(anchor: nil) == .intact(entries: 1, head: try await first.auditHead()))
     }
@@ -138,7 +138,7 @@ struct StoreOpeningTests {
                 for try await versions in group { all.append(versions) }
                 return all
             }
-            #expect(versions == Array(repeating: ["v1", "v2"], count: 6))
+            #expect(versions == Array(repeating: ["v1", "v2", "v3"], count: 6))
         }
     }
 }

@@ -10,7 +10,7 @@ import MeridianSSH
 /// The pure half of apply: which steps a host plan becomes, the exact remote
 /// command lines, and the scripts run by a local sh against hostile names.
 @Suite struct ApplyStepTests {
-    static let layout = ComponentSlotLayout(component: "inference", version: "2.0.0", activeSlot: .blue, address: "127.0.3.4", bluePort: 18101, greenPort: 18102,
+    static let layout = ComponentSlotLayout(component: "inference", version: "2.0.0", address: "127.0.3.4", bluePort: 18101, greenPort: 18102,
                                             startCommand: ["bin/serve", "--address", "{address}", "--port", "{port}", "--slot={slot}", "{root}/x {version}"], healthPath: "/healthz")
     static let release = ReleaseRequirement(component: "inference", version: "2.0.0", artifact: "inference-2.0.0.tar", sha256: String(repeating: "a", count: 64))
     static let desired = DesiredHostState(
@@ -116,7 +116,7 @@ import MeridianSSH
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("meridian-stop-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: root) }
         try FileManager.default.createDirectory(atPath: root + "/slots/c/blue", withIntermediateDirectories: true)
-        let layout = ComponentSlotLayout(component: "c", version: "1", activeSlot: .blue, address: "127.0.3.4", bluePort: 1, greenPort: 2,
+        let layout = ComponentSlotLayout(component: "c", version: "1", address: "127.0.3.4", bluePort: 1, greenPort: 2,
                                          startCommand: ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"], healthPath: "/")
         // Not waited for: Foundation's Process hands the child a descriptor that the
         // detached grandchild inherits (sshd does not), so the pid file is polled instead.

@@ -236,10 +236,10 @@ struct HostRootFixture {
         defer { fixture.remove() }
         let root = fixture.root.path
         _ = try observe(ObserveScript(root: root, files: [], lock: lockRequest("run-1")))
-        func release(_ run: String) throws -> ReleaseLockScript.Outcome {
-            try ReleaseLockScript.parse(try runShell(ReleaseLockScript(root: root, runID: run).script), host: "h").get()
+        func release(_ run: String) throws -> LockReleaseScript.Outcome {
+            try LockReleaseScript.parse(try runShell(LockReleaseScript(root: root, runID: run).script), host: "h").get()
         }
-        guard case .heldByOther(let other) = try release("run-2") else { Issue.record("expected held by other"); return }
+        guard case .kept(let other) = try release("run-2") else { Issue.record("expected the lock kept"); return }
         #expect(other.runID == "run-1")
         #expect(fixture.read("state/lock")?.contains("run=run-1") == true)
         #expect(try release("run-1") == .released)

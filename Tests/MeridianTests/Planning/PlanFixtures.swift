@@ -46,8 +46,8 @@ enum PlanFixtures {
                 ReleaseRequirement(component: "knowledge-base", version: "2.0.0", artifact: "knowledge-base-2.0.0.tar.gz", sha256: SHA256.hex("kb-2.0.0")),
             ],
             components: [
-                ComponentSlotLayout(component: "inference", version: inference, activeSlot: .blue, address: "10.0.1.5", bluePort: 8081, greenPort: 8082, startCommand: ["bin/inference", "--config", "../../config/inference/inference.yaml"], healthPath: "/health"),
-                ComponentSlotLayout(component: "knowledge-base", version: "2.0.0", activeSlot: .blue, address: "10.0.1.5", bluePort: 9081, greenPort: 9082, startCommand: ["bin/kb"], healthPath: "/healthz"),
+                ComponentSlotLayout(component: "inference", version: inference, address: "10.0.1.5", bluePort: 8081, greenPort: 8082, startCommand: ["bin/inference", "--config", "../../config/inference/inference.yaml"], healthPath: "/health"),
+                ComponentSlotLayout(component: "knowledge-base", version: "2.0.0", address: "10.0.1.5", bluePort: 9081, greenPort: 9082, startCommand: ["bin/kb"], healthPath: "/healthz"),
             ]
         )
     }
@@ -71,15 +71,16 @@ enum PlanFixtures {
         var components: [String: ManifestComponent] = [:]
         var slots: [ObservedSlotLink] = []
         var processes: [ObservedProcess] = []
+        let active = ComponentSlotLayout.firstSlot
         for (index, layout) in applied.components.enumerated() {
             components[layout.component] = ManifestComponent(
-                activeSlot: layout.activeSlot,
-                blue: ManifestSlot(version: layout.activeSlot == .blue ? layout.version : nil, address: layout.address, port: layout.bluePort, weight: layout.activeSlot == .blue ? 100 : 0),
-                green: ManifestSlot(version: layout.activeSlot == .green ? layout.version : nil, address: layout.address, port: layout.greenPort, weight: layout.activeSlot == .green ? 100 : 0)
+                activeSlot: active,
+                blue: ManifestSlot(version: active == .blue ? layout.version : nil, address: layout.address, port: layout.bluePort, weight: active == .blue ? 100 : 0),
+                green: ManifestSlot(version: active == .green ? layout.version : nil, address: layout.address, port: layout.greenPort, weight: active == .green ? 100 : 0)
             )
-            slots.append(ObservedSlotLink(component: layout.component, slot: layout.activeSlot, target: "../../releases/\(layout.component)/\(layout.version)"))
-            slots.append(ObservedSlotLink(component: layout.component, slot: layout.activeSlot.other, target: nil))
-            processes.append(ObservedProcess(component: layout.component, slot: layout.activeSlot, pid: 4100 + index, alive: true))
+            slots.append(ObservedSlotLink(component: layout.component, slot: active, target: "../../releases/\(layout.component)/\(layout.version)"))
+            slots.append(ObservedSlotLink(component: layout.component, slot: active.other, target: nil))
+            processes.append(ObservedProcess(component: layout.component, slot: active, pid: 4100 + index, alive: true))
         }
         let manifest = HostManifest(
             revision: "run-41", appliedAt: "2026-11-20T09:00:00Z", appliedBy: "ci@runner",
@@ -115,7 +116,7 @@ enum PlanFixtures {
         ]
     }
 
-    static var observed: [String: ObservedHostState] {
+    static var observed: [HostID: ObservedHostState] {
         var euH1 = observedInSync(euH1Applied)
         // The bundle's previous content comes back from the observation (its hash differed).
         euH1.fileContents[DesiredHostState.governanceBundlePath] = Data(bundle("eu-west", rules: euRulesBefore).utf8)

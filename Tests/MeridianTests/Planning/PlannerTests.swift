@@ -1,10 +1,11 @@
 import Foundation
 import Testing
 import MeridianBasics
+import MeridianModel
 @testable import MeridianPlanning
 
 @Suite struct PlannerTests {
-    func host(_ plan: Plan, _ id: String) throws -> HostPlan {
+    func host(_ plan: Plan, _ id: HostID) throws -> HostPlan {
         try #require(plan.hosts.first { $0.id == id })
     }
 

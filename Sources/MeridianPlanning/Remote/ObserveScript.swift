@@ -1,4 +1,5 @@
 import Foundation
+import MeridianModel
 import MeridianBasics
 
 /// One managed path an observation asks about. When `fetchContentIfDifferent`
@@ -216,20 +217,22 @@ public struct ObserveScript: Sendable, Equatable {
             printf '\\n'
           done
         done
+        \(ProcessLiveness.shellFunction)
         for p in "$root"/run/*.pid; do
           [ -f "$p" ] || continue
           n=${p##*/}; n=${n%.pid}
           pid=$(head -c 32 "$p" | tr -d ' \\n\\r\\t')
           case $pid in
-            ''|*[!0-9]*) pid=-; alive=invalid ;;
-            *) if kill -0 "$pid" 2>/dev/null; then alive=alive; else alive=dead; fi ;;
+            ''|*[!0-9]*) pid=-; state=invalid ;;
+            *) if alive "$pid"; then state=alive; else state=dead; fi ;;
           esac
-          printf 'process '; field "$n"; printf ' %s %s\\n' "$pid" "$alive"
+          printf 'process '; field "$n"; printf ' %s %s\\n' "$pid" "$state"
         done
 
         """
         if observesGateway {
-            s += ProcessLiveness.shellFunction + "\n" + """
+            // `alive` was defined above, before the slot processes.
+            s += """
             gpid=$(head -c 32 "$root"/\(ShellQuoting.quote(GatewayConfig.pidPath)) 2>/dev/null | tr -dc 0-9)
             if [ -n "$gpid" ] && alive "$gpid"; then echo 'gateway running'; else echo 'gateway stopped'; fi
 
@@ -496,60 +499,6 @@ public struct ObserveScript: Sendable, Equatable {
         } catch {
             return .unreadable(sha256: hash, reason: "invalid manifest: \(error)")
         }
-    }
-}
-
-/// The script that gives a host's lock back, only when `runID` holds it.
-/// Its output is one line: `unlock released`, `unlock not-held` or
-/// `unlock held-by-other x<hex of the lock file>`.
-public struct ReleaseLockScript: Sendable, Equatable {
-    public var root: String
-    public var runID: String
-
-    public init(root: String, runID: String) {
-        self.root = root
-        self.runID = runID.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\r", with: " ")
-    }
-
-    public enum Outcome: Sendable, Equatable {
-        case released
-        case notHeld
-        case heldByOther(RemoteLock)
-    }
-
-    public var script: String {
-        """
-        set -u
-        root=\(ShellQuoting.quote(root))
-        lockfile="$root/state/lock"
-        aside="$root/state/.lock.release.$$"
-        if ! mv "$lockfile" "$aside" 2>/dev/null; then echo 'unlock not-held'; exit 0; fi
-        run=$(sed -n 's/^run=//p' "$aside" | head -n 1)
-        if [ "$run" = \(ShellQuoting.quote(runID)) ]; then
-          rm -f "$aside"
-          echo 'unlock released'
-        else
-          # Not ours: put it back unless someone took the name meanwhile.
-          ln "$aside" "$lockfile" 2>/dev/null
-          printf 'unlock held-by-other x'; od -An -v -tx1 < "$aside" | tr -d ' \\n'; printf '\\n'
-          rm -f "$aside"
-        fi
-
-        """
-    }
-
-    public static func parse(_ output: Data, host: String) -> Result<Outcome, ObservationParseError> {
-        let text = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .newlines)
-        let fields = text.split(separator: " ").map(String.init)
-        switch fields.first == "unlock" && fields.count >= 2 ? fields[1] : "" {
-        case "released": return .success(.released)
-        case "not-held": return .success(.notHeld)
-        case "held-by-other":
-            guard fields.count == 3, let data = ObserveScript.decodeField(fields[2]) else { break }
-            return .success(.heldByOther(RemoteLock(parsing: data)))
-        default: break
-        }
-        return .failure(ObservationParseError(host: host, line: nil, reason: "unexpected unlock output `\(text.prefix(80))`"))
     }
 }
 

@@ -1,5 +1,3 @@
-import MeridianBasics
-
 /// A command line for a remote POSIX shell, built only from argv words that
 /// are each single-quoted, so the remote program receives every word exactly
 /// as given. Invariant: `line` is the only text meridian sends to `exec`, and
@@ -43,4 +41,11 @@ public struct RemoteCommand: Sendable, Hashable, CustomStringConvertible {
 
     /// POSIX single-quoting of one word (MeridianBasics' `ShellQuoting.quote`).
     public static func quote(_ word: String) -> String { ShellQuoting.quote(word) }
+}
+
+/// How uploads name their temporaries on a host, so that cleanup of what a
+/// killed run left (a remote script) and the uploader (SFTP) agree.
+public enum UploadNaming {
+    /// Part of every temporary name an upload writes before renaming into place.
+    public static let temporaryMarker = ".meridian-tmp-"
 }
