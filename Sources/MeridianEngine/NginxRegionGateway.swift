@@ -95,7 +95,7 @@ public final class NginxRegionGateway: RegionGateway, @unchecked Sendable {
                                                           mode: previous?.mode ?? 0o644, component: previous?.component)
         manifest.revision = run.map { "run \($0.rawValue)" } ?? manifest.revision
         let data = manifest.encoded()
-        _ = try await session.upload(data, to: RemoteScripts.join(host.root, HostManifest.path), mode: 0o644)
+        try await RolloutDriver.writeManifest(data, root: host.root, on: session)
         if let run { _ = try await store.recordManifest(run: run, region: host.region, host: host.host, manifest: data) }
     }
 
