@@ -7,7 +7,7 @@ import Foundation
 /// share the store. `SQLiteStateStore` keeps one file; `PostgresStateStore`
 /// (MeridianPostgresState) a shared database; `StateStores.open` picks one.
 /// The rules that are not SQL live once, in `LeaseRules`, `DriftRules`,
-/// `RunRules` and `AuditChain`, and every backend calls them.
+/// `RunRules`, `RolloutRules` and `AuditChain`, and every backend calls them.
 public protocol StateStore: Sendable {
     /// Where the store lives, for messages (a file path or a database URL).
     var location: String { get }

@@ -139,6 +139,62 @@ import Testing
         #expect(clean.status == 0, "\(clean.stdout)\n\(clean.stderr)")
     }
 
+    /// The rollout engine on the shared store, and a controller SIGKILLed in
+    /// the middle of it: the next apply does not wait out the lease's 30
+    /// minutes; it marks the dead run interrupted and frees its lease, on the
+    /// record, and carries the rollout on; then a rollback on command. Every
+    /// transition is journaled with its audit entry.
+    @Test func aRolloutWhoseControllerIsKilledIsCarriedOnInPostgres() async throws {
+        let server = try TestPostgresServer.shared()
+        let database = try server.createDatabase(prefix: "rollout")
+        let state = server.url(database: database)
+        let cluster = try TestHostCluster(count: 1, addressPrefix: "127.0.146", firstOctet: 5)
+        let fleet = try ApplyTestFleet(cluster: cluster, regions: ["north"], portBase: 19440)
+        defer { fleet.tearDown() }
+        let component = fleet.component(0)
+        try fleet.setPlatform("1.0.0", strategy: "blue-green", gracePeriod: "20s")
+        let first = try meridian(fleet, ["apply", "--auto-approve"], state: state)
+        #expect(first.status == 0, "\(first.stdout)\n\(first.stderr)")
+
+        try fleet.setPlatform("2.0.0", strategy: "blue-green", gracePeriod: "2s")
+        let log = fleet.directory.appendingPathComponent("killed.log")
+        let process = try start(fleet, ["apply", "--auto-approve"], state: state, output: log)
+        var switched = false
+        for _ in 0..<800 where process.isRunning {
+            if (try? server.psql(database, "SELECT count(*) FROM rollouts WHERE phase = 'switched'")) == "1" { switched = true; break }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        #expect(switched, "the rollout never reached its grace period: \(read(log.path) ?? "")")
+        let killedRun = try server.psql(database, "SELECT max(run_id) FROM rollouts")
+
+        let resumed = try meridian(fleet, ["apply", "--auto-approve"], state: state)
+        #expect(resumed.status == 0, "\(resumed.stdout)\n\(resumed.stderr)")
+        #expect(resumed.stdout.contains("\(component) 1.0.0 → 2.0.0: promoted"), "\(resumed.stdout)")
+        // On the record: the killed run interrupted, its lease released for the next.
+        #expect(try server.psql(database, "SELECT outcome FROM runs WHERE id = \(killedRun)") == "interrupted")
+        #expect(try server.psql(database, "SELECT count(*) FROM audit_log WHERE action = 'run.interrupted' AND subject = 'run \(killedRun)'") == "1")
+        let release = try server.psql(database, "SELECT detail FROM audit_log WHERE action = 'lease.force-release' AND subject = 'north'")
+        #expect(release.contains("held by interrupted run \(killedRun)"), "\(release)")
+        let clean = try meridian(fleet, ["plan", "--detailed-exitcode"], state: state)
+        #expect(clean.status == 0, "\(clean.stdout)\n\(clean.stderr)")
+
+        let status = try meridian(fleet, ["rollout", "status", "north", "--format", "json"], state: state)
+        #expect(status.status == 0 && status.stdout.contains("\"phase\" : \"promoted\""), "\(status.stdout)\(status.stderr)")
+        let back = try meridian(fleet, ["rollout", "rollback", "north"], state: state)
+        #expect(back.status == 0, "\(back.stdout)\n\(back.stderr)")
+        #expect(back.stdout.contains("\(component) 2.0.0 → 1.0.0: promoted"), "\(back.stdout)")
+
+        // Every transition row has its audit entry, and nothing is left unfinished.
+        let transitions = Int(try server.psql(database, "SELECT count(*) FROM rollout_transitions")) ?? 0
+        #expect(transitions >= 8, "\(transitions) transitions")
+        #expect(try server.psql(database, "SELECT count(*) FROM audit_log WHERE action = 'rollout.transition'") == String(transitions))
+        #expect(try server.psql(database, "SELECT count(*) FROM rollouts WHERE NOT terminal") == "0")
+        let verify = try meridian(fleet, ["audit", "verify"], state: state)
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+    }
+
     @Test func theFleetsStateSettingIsUsedAndAClearPasswordIsRefused() throws {
         let server = try TestPostgresServer.shared()
         let database = try server.createDatabase(prefix: "setting")
@@ -154,7 +210,7 @@ import Testing
         #expect(unset.status == 1 && unset.stderr.contains("MERIDIAN_TEST_PG_PASSWORD"), "\(unset.stderr)")
         let verify = try CLI.run(["audit", "verify", "--fleet", fleet.path], environment: ["MERIDIAN_TEST_PG_PASSWORD": "unused-with-trust"])
         #expect(verify.status == 0 && verify.stdout.contains("0 entries"), "\(verify.stdout)\(verify.stderr)")
-        #expect(try server.psql(database, "SELECT count(*) FROM meridian_migrations") == "2")
+        #expect(try server.psql(database, "SELECT count(*) FROM meridian_migrations") == "3")
 
         try (original + "\nstate: postgresql://meridian:hunter2@\(server.address):\(server.port)/\(database)\n").write(to: settings, atomically: true, encoding: .utf8)
         let validate = try fleet.meridian(["validate"])

@@ -68,4 +68,38 @@ struct SharedRulesTests {
         #expect(DriftRules.changes(for: .examined(findings: [seenA, newC, newC]), open: open) == [.refresh(episode: 9, seenA), .open(newC), .clear(episode: 4)])
         #expect(DriftRules.changes(for: .unreachable(reason: "down"), open: open) == [])
     }
+
+    @Test func aRolloutStartsOnceChangesUntilTerminalAndJournalsEachChange() throws {
+        let update = RolloutUpdate(run: RunID(rawValue: 3), phase: "installing", terminal: false, record: Data("{}".utf8), effect: "install",
+                                   detail: JSONDetail(["why": "new version"]), actor: "alice@laptop-1")
+        let started = RolloutRules.started(id: RolloutID(rawValue: 5), region: "eu", component: "inference", update, at: now)
+        #expect(throws: StateStoreError.rolloutInProgress(started)) { try RolloutRules.checkMayStart(unfinished: started) }
+        try RolloutRules.checkMayStart(unfinished: nil)
+
+        let later = StateTime(rawValue: now.rawValue + 2000)
+        var next = update
+        next.phase = "promoted"
+        next.terminal = true
+        let done = try RolloutRules.advanced(started, next, at: later)
+        #expect(done.phase == "promoted" && done.terminal && done.startedAt == now && done.updatedAt == later)
+        #expect(throws: StateStoreError.rolloutFinished(done)) { _ = try RolloutRules.advanced(done, update, at: later) }
+
+        let first = RolloutRules.transition(started, lastSeq: nil, from: nil, update, at: now)
+        let second = RolloutRules.transition(done, lastSeq: 1, from: "installing", next, at: later)
+        #expect(first.seq == 1 && second.seq == 2 && second.fromPhase == "installing" && second.toPhase == "promoted")
+        let record = RolloutRules.transitionRecord(done, second, actor: "alice@laptop-1")
+        #expect(record.action == .rolloutTransition && record.subject == "eu")
+        #expect(try record.detail.decode([String: String].self) == [
+            "rollout": "5", "component": "inference", "from": "installing", "to": "promoted", "effect": "install", "run": "3", "detail": #"{"why":"new version"}"#,
+        ])
+    }
+
+    @Test func commandsAreTakenOnceOldestFirst() {
+        func command(_ id: Int64, taken: StateTime?) -> RolloutCommandRecord {
+            RolloutCommandRecord(id: id, subject: "eu", command: "promote", actor: "bob@ci-3", requestedAt: now, takenAt: taken)
+        }
+        let later = StateTime(rawValue: now.rawValue + 1)
+        let taken = RolloutRules.taken([command(7, taken: nil), command(2, taken: nil), command(4, taken: now)], at: later)
+        #expect(taken == [command(2, taken: later), command(7, taken: later)])
+    }
 }
