@@ -55,7 +55,7 @@ let package = Package(
         ),
 
         // The one owner of the database: runs, journal, applied manifests,
-        // hash-chained audit log, leases, drift history — behind a protocol.
+        // hash-chained audit log, leases, drift history, rollouts — behind a protocol.
         .target(
             name: "MeridianState",
             dependencies: ["MeridianBasics", .product(name: "GRDB", package: "GRDB.swift")]

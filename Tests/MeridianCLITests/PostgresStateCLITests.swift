@@ -164,9 +164,22 @@ import Testing
             if (try? server.psql(database, "SELECT count(*) FROM rollouts WHERE phase = 'switched'")) == "1" { switched = true; break }
             try await Task.sleep(for: .milliseconds(25))
         }
+        // The lease names the holder's database session, whose marker lock says it is still there.
+        let holderGone = """
+            SELECT count(*) FROM leases l WHERE l.region = 'north' AND l.session_pid IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM pg_locks p WHERE p.locktype = 'advisory' AND p.pid = l.session_pid AND p.classid = \(0x4D52_4432)::int8::oid)
+            """
+        #expect(try server.psql(database, holderGone) == "0")
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         #expect(switched, "the rollout never reached its grace period: \(read(log.path) ?? "")")
+        // SIGKILLed: the kernel closes its socket, the server ends its session, and the lease is seen as free.
+        var freed = false
+        for _ in 0..<200 {
+            if try server.psql(database, holderGone) == "1" { freed = true; break }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        #expect(freed, "the killed holder's session still held its marker after 200 polls")
         let killedRun = try server.psql(database, "SELECT max(run_id) FROM rollouts")
 
         let resumed = try meridian(fleet, ["apply", "--auto-approve"], state: state)
