@@ -123,8 +123,12 @@ actor PostgresSessions {
     }
 
     /// Opens one connection and sets the session up: UTC, bounded statements,
-    /// and TCP keepalives short enough that the server notices a vanished
-    /// client (and frees its session's locks) within about 11 seconds.
+    /// and TCP timeouts short enough that the server notices a vanished
+    /// client (and frees its session's locks) within about 11 seconds:
+    /// keepalives for an idle connection, and a user timeout for one whose
+    /// last reply was still unacknowledged when the path went (keepalives
+    /// never start while data waits for its ACK; retransmission alone would
+    /// keep the session for about 15 minutes).
     static func connect(_ login: PostgresLogin, id: Int) async throws -> PostgresConnection {
         let url = login.url
         var configuration: PostgresConnection.Configuration
@@ -156,7 +160,7 @@ actor PostgresSessions {
         }
         do {
             for setting in ["SET TIME ZONE 'UTC'", "SET statement_timeout = '120s'", "SET tcp_keepalives_idle = 5",
-                            "SET tcp_keepalives_interval = 2", "SET tcp_keepalives_count = 3"] {
+                            "SET tcp_keepalives_interval = 2", "SET tcp_keepalives_count = 3", "SET tcp_user_timeout = 11000"] {
                 try await connection.query(PostgresQuery(unsafeSQL: setting), logger: logger)
             }
         } catch {

@@ -15,6 +15,9 @@ public final class TestPostgresServer: @unchecked Sendable {
     public static let serviceUser = "meridian-pg"
     public static let binaries = "/usr/lib/postgresql/15/bin"
 
+    /// Where the server runs when not on this machine's loopback: inside a
+    /// test namespace, listening on the namespace's end of every link.
+    public let namespace: TestNetworkNamespace?
     private let lock = NSLock()
     private var stopped = false
     private var databaseCounter = 0
@@ -39,16 +42,25 @@ public final class TestPostgresServer: @unchecked Sendable {
     /// Starts a server at 127.0.77.`addressOctet`+(a number from this process id)
     /// so test processes running side by side do not collide.
     /// With `address`, the server listens there instead; with `directory`, it lives there (kept after `detach()`).
-    public init(addressOctet: Int, address fixedAddress: String? = nil, directory fixedDirectory: String? = nil) throws {
+    /// With `namespace`, the server runs inside it, on the namespace's end of each link (`address` is link 0's).
+    public init(addressOctet: Int, address fixedAddress: String? = nil, directory fixedDirectory: String? = nil, namespace: TestNetworkNamespace? = nil) throws {
         let spread = Int(getpid() % 50) * 4
-        address = fixedAddress ?? "127.0.77.\(min(254, addressOctet + spread))"
-        guard address.hasPrefix("127.") else { throw TestHostError("the test PostgreSQL server listens on loopback only, not \(address)") }
+        self.namespace = namespace
+        address = namespace?.address(0) ?? fixedAddress ?? "127.0.77.\(min(254, addressOctet + spread))"
+        guard address.hasPrefix("127.") || namespace != nil else { throw TestHostError("the test PostgreSQL server listens on loopback only, not \(address)") }
         port = 15432 + addressOctet
         directory = fixedDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("meridian-pg-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         do {
             try Self.prepareServiceUser(owning: directory)
             try runAsService(Self.binaries + "/initdb", ["-D", dataDirectory, "-U", superuser, "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C.UTF-8"])
+            if let namespace {
+                // Connections from this side of the namespace's links are the test's own.
+                let rules = try FileHandle(forWritingTo: URL(fileURLWithPath: dataDirectory + "/pg_hba.conf"))
+                try rules.seekToEnd()
+                try rules.write(contentsOf: Data("host all all \(namespace.hostNetwork) trust\n".utf8))
+                try rules.close()
+            }
             try start()
         } catch {
             try? FileManager.default.removeItem(atPath: directory)
@@ -96,8 +108,9 @@ public final class TestPostgresServer: @unchecked Sendable {
 
     /// Starts (or restarts) the server and waits until it accepts connections.
     public func start() throws {
-        let options = "-c listen_addresses=\(address) -p \(port) -k \(directory) -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        try runAsService(Self.binaries + "/pg_ctl", ["-D", dataDirectory, "-l", logFile, "-o", options, "-w", "-t", "60", "start"])
+        let listen = namespace.map { namespace in (0..<namespace.links).map(namespace.address).joined(separator: ",") } ?? address
+        let options = "-c listen_addresses=\(listen) -p \(port) -k \(directory) -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        try Self.run(Self.binaries + "/pg_ctl", ["-D", dataDirectory, "-l", logFile, "-o", options, "-w", "-t", "60", "start"], asService: true, inside: namespace)
         lock.withLock { stopped = false }
     }
 
@@ -187,8 +200,9 @@ public final class TestPostgresServer: @unchecked Sendable {
     /// monitoring can stall while test threads are busy, and a pipe would stay
     /// open in the server that pg_ctl starts, so output goes to a file.
     @discardableResult
-    static func run(_ tool: String, _ arguments: [String], asService: Bool) throws -> String {
-        let argv = asService && geteuid() == 0 ? ["/usr/sbin/runuser", "-u", serviceUser, "--", tool] + arguments : [tool] + arguments
+    static func run(_ tool: String, _ arguments: [String], asService: Bool, inside namespace: TestNetworkNamespace? = nil) throws -> String {
+        let local = asService && geteuid() == 0 ? ["/usr/sbin/runuser", "-u", serviceUser, "--", tool] + arguments : [tool] + arguments
+        let argv = namespace?.command(local) ?? local
         let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("meridian-pg-run-\(UUID().uuidString.prefix(8)).out").path
         defer { try? FileManager.default.removeItem(atPath: outputPath) }
         var environment = ProcessInfo.processInfo.environment

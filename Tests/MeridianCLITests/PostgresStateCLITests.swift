@@ -60,6 +60,9 @@ import Testing
         let cluster = try TestHostCluster(count: 1, addressPrefix: "127.0.146", firstOctet: 2)
         let fleet = try ApplyTestFleet(cluster: cluster, regions: ["north"], portBase: 19410)
         defer { fleet.tearDown() }
+        // Version 2.0.0 listens only 4 s after it starts, so the upgrade's
+        // health check keeps the apply running however loaded the machine is.
+        try fleet.setPlatform("1.0.0", startDelay: "2.0.0=4")
         let root = cluster.hosts[0].root
         let first = try meridian(fleet, ["apply", "--auto-approve"], state: state)
         #expect(first.status == 0, "\(first.stdout)\n\(first.stderr)")
@@ -156,11 +159,12 @@ import Testing
         let first = try meridian(fleet, ["apply", "--auto-approve"], state: state)
         #expect(first.status == 0, "\(first.stdout)\n\(first.stderr)")
 
-        try fleet.setPlatform("2.0.0", strategy: "blue-green", gracePeriod: "2s")
+        // A grace period long enough to be seen by polling on a loaded machine.
+        try fleet.setPlatform("2.0.0", strategy: "blue-green", gracePeriod: "8s")
         let log = fleet.directory.appendingPathComponent("killed.log")
         let process = try start(fleet, ["apply", "--auto-approve"], state: state, output: log)
         var switched = false
-        for _ in 0..<800 where process.isRunning {
+        for _ in 0..<2400 where process.isRunning {
             if (try? server.psql(database, "SELECT count(*) FROM rollouts WHERE phase = 'switched'")) == "1" { switched = true; break }
             try await Task.sleep(for: .milliseconds(25))
         }

@@ -43,6 +43,52 @@ struct PostgresStoreTests {
         await other.close()
     }
 
+    /// A holder whose network path vanishes (no FIN, no RST: its link goes
+    /// down) loses its lease once the server's keepalives give up on it, about
+    /// 5 + 2 × 3 s, long before its expiry: the clock is held still, so only
+    /// the ended session can free it. The server runs in a network namespace
+    /// of the test's own, the holder and the other controller on separate links.
+    @Test func aHolderWhosePathVanishesLosesItsLeaseWhenTheServerGivesUpOnIt() async throws {
+        let namespace = try TestNetworkNamespace(links: 2)
+        defer { namespace.remove() }
+        let server = try TestPostgresServer(addressOctet: 9, namespace: namespace)
+        defer { server.stop() }
+        let database = try server.createDatabase(prefix: "vanish")
+        func store(overLink link: Int, _ clock: ManualClock) async throws -> PostgresStateStore {
+            let url = try PostgresURL.parse("postgresql://meridian@\(namespace.address(link)):\(server.port)/\(database)?sslmode=disable").get()
+            return try #require(try await StateStores.open(.postgres(url), environment: [:], clock: clock.stateClock) as? PostgresStateStore)
+        }
+        let clock = ManualClock()
+        let other = try await store(overLink: 0, clock)
+        let holder = try await store(overLink: 1, clock)
+        _ = try await holder.acquireLeases(regions: ["eu-west"], holder: alice, run: nil, ttl: .seconds(1800))
+        await #expect(throws: StateStoreError.self) {
+            _ = try await other.acquireLeases(regions: ["eu-west"], holder: bob, run: nil, ttl: .seconds(60))
+        }
+
+        try namespace.cut(1)
+        let cut = ContinuousClock.now
+        var taken: [Lease] = []
+        for _ in 0..<240 {
+            do {
+                taken = try await other.acquireLeases(regions: ["eu-west"], holder: bob, run: nil, ttl: .seconds(60))
+                break
+            } catch StateStoreError.leaseHeld {
+                try await Task.sleep(for: .milliseconds(250))
+            }
+        }
+        let waited = ContinuousClock.now - cut
+        #expect(taken.map(\.holder) == [bob], "the lease was still held 60 s after its holder's path was cut")
+        let audit = try await other.auditLog(afterSeq: 0, limit: 10)
+        #expect(audit.map(\.action) == [.leaseTakeover])
+        #expect(try audit.first?.detail.decode([String: String].self)["cause"] == "the holder's database session ended")
+        if !taken.isEmpty { print("a vanished holder's lease was free \(waited) after its path was cut") }
+
+        try namespace.restore(1)
+        await holder.close()
+        await other.close()
+    }
+
     @Test func aClosedStoreFreesItsLeasesAndAReleasedOneLeavesNoMarker() async throws {
         let fixture = try StoreFixture(.postgres)
         let first = try await open(fixture)
