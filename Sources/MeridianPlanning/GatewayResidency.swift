@@ -209,7 +209,7 @@ public struct GatewayResidency: Codable, Sendable, Equatable {
             out.add("}")
         }
         for peer in peers {
-            out.add("# The gateway of region \(peer.region): tried again at once after a failure (max_fails=0).")
+            out.add("# The gateway of \(peer.region), tried again at once after a failure (max_fails=0).")
             out.add("upstream \(peer.upstream) {")
             out.add(1, "zone \(peer.upstream) 64k;")
             for endpoint in peer.endpoints { out.add(1, "server \(endpoint) max_fails=0;") }

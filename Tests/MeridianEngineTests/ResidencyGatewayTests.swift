@@ -49,13 +49,17 @@ final class ResidencyWorld: @unchecked Sendable {
     init(addressPrefix: String, regions: [(String, String, Int)], rules: [(String, [String])]) async throws {
         cluster = try TestHostCluster(count: regions.count, addressPrefix: addressPrefix)
         let inference = Component(name: "inference", artifact: .path("artifacts/inference/{version}"), start: ["bin/serve"], ports: Self.ports, route: "/v1/")
-        let settings = FleetSettings(name: "residency-test", defaults: FleetDefaults(), components: [inference], platform: [:], waves: [],
+        var defaults = FleetDefaults()
+        defaults.ssh.identities = [cluster.identityFile]
+        defaults.ssh.agent = false
+        let settings = FleetSettings(name: "residency-test", defaults: defaults, components: [inference], platform: [:], waves: [],
                                      residency: ResidencySettings(refuseStatus: Self.refuseStatus))
         var fleetRegions: [Region] = []
         for (index, (name, jurisdiction, priority)) in regions.enumerated() {
             let host = cluster.hosts[index]
             fleetRegions.append(Region(name: name, file: "regions/\(name).yaml", jurisdiction: Jurisdiction(jurisdiction)!, gatewayPort: Self.gatewayPort, priority: priority,
-                                       hosts: [FleetHost(name: host.name, address: host.address, roles: [.gateway, .component("inference")], root: host.root)]))
+                                       hosts: [FleetHost(name: host.name, address: host.address, port: host.port, user: cluster.user, hostKeys: [host.hostKeyLine],
+                                                                  roles: [.gateway, .component("inference")], root: host.root)]))
         }
         let residencyRules = rules.enumerated().map { index, rule in
             ResidencyRule(data: Jurisdiction(rule.0)!, allowed: rule.1.map { Jurisdiction($0)! },
@@ -351,6 +355,47 @@ final class RecordingBackend: @unchecked Sendable {
             #expect(answering.requestLines == ["GET /v1/residency HTTP/1.1", "POST /v1/residency HTTP/1.1"])
             for backend in dying.values { backend.stop() }
             answering.stop()
+        } catch {
+            await world.close()
+            throw error
+        }
+        await world.close()
+    }
+
+    /// `meridian routes verify`'s engine on live gateways: every probe
+    /// through every gateway over SSH matches the table, also with a stack
+    /// down; a gateway whose section sends EU data to the US is caught.
+    @Test func verifyOverSSHMatchesTheTableAndCatchesAGatewayThatDoesNot() async throws {
+        let world = try await ResidencyWorld(addressPrefix: "127.0.204", regions: Self.regions, rules: Self.rules)
+        do {
+            let verifier = ResidencyVerifier(fleet: world.fleet, table: world.table,
+                                             endpoints: FleetEndpoints(fleet: world.fleet, fleetRoot: URL(fileURLWithPath: world.cluster.directory)), parallelism: 8)
+            let clean = try await verifier.verify(regions: [])
+            #expect(clean.unreachable == [])
+            #expect(clean.healthy == Set(world.names))
+            #expect(clean.checks.count == 4 * 5)
+            #expect(clean.checks.filter { !$0.ok } == [])
+
+            world.stopStack("uk-a")
+            let degraded = try await verifier.verify(regions: [])
+            #expect(degraded.healthy == ["eu-a", "eu-b", "us-a"])
+            #expect(degraded.checks.filter { !$0.ok } == [])
+            #expect(degraded.checks.first { $0.region == "uk-a" && $0.probe.label == "UK" }?.observed == .served("eu-a"))
+
+            // A gateway configured from a wrong table (EU data allowed in the US) is a violation.
+            var wrongFleet = world.fleet
+            wrongFleet.policies[0].residency[0].allowed = [Jurisdiction("EU")!, Jurisdiction("US")!]
+            var wrong = world.config("us-a")
+            wrong.residency = GatewayResidency.forRegion(world.region("us-a"), fleet: wrongFleet, table: ResidencyCompiler.compile(wrongFleet).0)
+            _ = try await GatewayActivation.activate(wrong, root: world.host("us-a").root, on: world.sessions["us-a"]!, host: "us-a")
+            let caught = try await verifier.verify(regions: ["us-a"])
+            let violations = caught.checks.filter { !$0.ok }
+            #expect(violations.map(\.probe.label) == ["EU"])
+            #expect(violations.first?.observed == .served("us-a"))
+            #expect(violations.first?.expected == .served("eu-a"))
+            let text = ResidencyVerification.matrixText(caught.checks, healthy: caught.healthy, regions: world.names)
+            #expect(text.contains("✗ us-a (expected eu-a)"))
+            #expect(text.hasSuffix("5 checks, 1 violation\n"))
         } catch {
             await world.close()
             throw error
