@@ -437,3 +437,163 @@ final class RecordingBackend: @unchecked Sendable {
         await world.close()
     }
 }
+
+/// Counts of a load run under faults, per phase, shared by the load threads.
+final class ResidencyLoadTally: @unchecked Sendable {
+    struct Counts {
+        var requests = 0
+        var servedBy: [String: Int] = [:]
+        var refused = 0
+        var errors: [String] = []
+        /// Served by a region the table does not allow for the data: must stay 0.
+        var violations: [String] = []
+        /// Answers that differ from `decide` for the phase's health.
+        var mismatches: [String] = []
+    }
+
+    private let lock = NSLock()
+    private var phase = 0
+    private var stopping = false
+    private var sending: Set<String>
+    private var counts: [Int: [String: Counts]] = [:]
+
+    init(gateways: Set<String>) { sending = gateways }
+
+    /// Phase 0 is a transition: faults are being injected, answers are not compared with `decide`.
+    func begin(_ phase: Int, sending: Set<String>) { lock.withLock { self.phase = phase; self.sending = sending } }
+    func stop() { lock.withLock { stopping = true } }
+    var current: (phase: Int, stop: Bool) { lock.withLock { (phase, stopping) } }
+    func sends(_ gateway: String) -> Bool { lock.withLock { sending.contains(gateway) } }
+
+    func record(phase: Int, key: String, _ update: (inout Counts) -> Void) {
+        lock.withLock {
+            // A request that straddled a change of phase counts as transition (0).
+            let bucket = self.phase == phase ? phase : 0
+            update(&counts[bucket, default: [:]][key, default: Counts()])
+        }
+    }
+
+    func counts(_ phase: Int) -> [String: Counts] { lock.withLock { counts[phase] ?? [:] } }
+}
+
+extension ResidencyGatewayTests {
+    /// Failover under load: one keep-alive load thread per gateway cycling
+    /// over every jurisdiction while, in turn, the first allowed region's
+    /// stack stops, the next one's gateway host loses sshd and nginx
+    /// (SIGKILL), and every EU and UK region goes down. Each phase counts at
+    /// least 1,000 requests per jurisdiction per running gateway, every
+    /// answer is checked against `decide`, and no request is ever served
+    /// outside its allowed set (the transitions between phases included).
+    @Test func failoverUnderLoadNeverServesOutsideTheAllowedSet() async throws {
+        let world = try await ResidencyWorld(addressPrefix: "127.0.205", regions: Self.regions, rules: Self.rules)
+        let table = world.table
+        let codes = table.entries.map(\.data.code)
+        let tally = ResidencyLoadTally(gateways: Set(world.names))
+        let perPair = 1000
+        var threads: [Thread] = []
+        let finished = DispatchSemaphore(value: 0)
+        let healthyBox = NSLockedBox<Set<String>>(world.healthy)
+        for gateway in world.names {
+            let address = world.host(gateway).address
+            let thread = Thread {
+                defer { finished.signal() }
+                let client = KeepAliveHTTPClient(address: address, port: ResidencyWorld.gatewayPort, timeoutSeconds: 10)
+                var index = 0
+                for _ in 0..<1_000_000 {
+                    let (phase, stop) = tally.current
+                    if stop { return }
+                    guard tally.sends(gateway) else { client.disconnect(); usleep(5_000); continue }
+                    let code = codes[index % codes.count]
+                    index += 1
+                    let key = "\(gateway) \(code)"
+                    let healthy = healthyBox.value
+                    do {
+                        let outcome = ResidencyWorld.outcome(try client.send("GET", "/v1/load", headers: [("X-Data-Residency", code)]))
+                        let allowed = table.entry(for: Jurisdiction(code)!)!
+                        let want = ResidencyWorld.expected(table.decide(header: code, at: gateway, healthy: healthy), at: gateway)
+                        tally.record(phase: phase, key: key) { counts in
+                            counts.requests += 1
+                            switch outcome {
+                            case .served(let region):
+                                counts.servedBy[region, default: 0] += 1
+                                if !allowed.admits(region: region) { counts.violations.append("\(code) at \(gateway) served by \(region)") }
+                            case .refused: counts.refused += 1
+                            case .other(let status, let detail): counts.errors.append("\(status) \(detail)")
+                            }
+                            if outcome != want, counts.mismatches.count < 5 { counts.mismatches.append("\(code) at \(gateway): expected \(want), got \(outcome)") }
+                        }
+                    } catch {
+                        tally.record(phase: phase, key: key) { $0.requests += 1; $0.errors.append("\(error)") }
+                    }
+                }
+            }
+            threads.append(thread)
+            thread.start()
+        }
+
+        func run(_ phase: Int, _ fault: () async throws -> Void) async throws -> [String: ResidencyLoadTally.Counts] {
+            tally.begin(0, sending: world.gatewaysUp)
+            try await fault()
+            healthyBox.value = world.healthy
+            tally.begin(phase, sending: world.gatewaysUp)
+            let running = world.gatewaysUp
+            let enough = await Poll.until(attempts: 1200, every: .milliseconds(100)) {
+                let counts = tally.counts(phase)
+                return running.allSatisfy { gateway in codes.allSatisfy { (counts["\(gateway) \($0)"]?.requests ?? 0) >= perPair } }
+            }
+            #expect(enough, "phase \(phase): fewer than \(perPair) requests per jurisdiction per gateway within 120 s: \(tally.counts(phase).mapValues(\.requests))")
+            return tally.counts(phase)
+        }
+
+        do {
+            let phases: [(String, () async throws -> Void)] = [
+                ("uk-a's stack stopped", { world.stopStack("uk-a") }),
+                ("eu-a's sshd and nginx killed", { world.killGateway("eu-a"); world.cluster.kill(world.host("eu-a")) }),
+                ("every EU and UK stack stopped", { world.stopStack("eu-a"); world.stopStack("eu-b") }),
+            ]
+            for (number, (name, fault)) in phases.enumerated() {
+                let counts = try await run(number + 1, fault)
+                var servedPerRegion: [String: Int] = [:]
+                var refused = 0, errors = 0, violations = 0, total = 0
+                for value in counts.values {
+                    total += value.requests
+                    refused += value.refused
+                    errors += value.errors.count
+                    violations += value.violations.count
+                    for (region, count) in value.servedBy { servedPerRegion[region, default: 0] += count }
+                }
+                print("residency failover under load, phase \(number + 1) (\(name)): \(total) requests; served \(servedPerRegion.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")); refused \(refused); errors \(errors); violations \(violations)")
+                #expect(counts.values.flatMap(\.violations) == [])
+                #expect(counts.values.flatMap(\.mismatches) == [])
+                #expect(counts.values.flatMap(\.errors).prefix(5) == [])
+                switch number {
+                case 0: #expect((counts["us-a UK"]?.servedBy["eu-a"] ?? 0) >= perPair)
+                case 1: #expect((counts["us-a UK"]?.servedBy["eu-b"] ?? 0) >= perPair)
+                default:
+                    #expect((counts["us-a UK"]?.refused ?? 0) >= perPair)
+                    #expect((counts["uk-a EU"]?.refused ?? 0) >= perPair)
+                }
+            }
+            #expect(tally.counts(0).values.flatMap(\.violations) == [], "a violation while faults were injected")
+        } catch {
+            tally.stop()
+            for _ in threads { finished.wait() }
+            await world.close()
+            throw error
+        }
+        tally.stop()
+        for _ in threads { finished.wait() }
+        await world.close()
+    }
+}
+
+/// A value shared between the test and its load threads.
+final class NSLockedBox<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value
+    init(_ value: Value) { stored = value }
+    var value: Value {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
+}
