@@ -15,10 +15,15 @@ public final class TestBackend: @unchecked Sendable {
     private let process: SpawnedProcess
 
     static let program = """
-    import http.server, sys
+    import http.server, socket, sys
     address, port, slot, host = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        def setup(self):
+            super().setup()
+            # Headers and body go out in two writes: without this, Nagle's
+            # algorithm and the peer's delayed ACK hold the body about 40 ms.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         def do_GET(self):
             body = ("%s %s %s\\n" % (host, slot, self.path)).encode()
             self.send_response(200)

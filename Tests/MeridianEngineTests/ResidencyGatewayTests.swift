@@ -597,3 +597,73 @@ final class NSLockedBox<Value>: @unchecked Sendable {
         set { lock.withLock { stored = newValue } }
     }
 }
+
+/// One `wrk` run's figures.
+struct WrkFigures: CustomStringConvertible {
+    var requestsPerSecond: Double
+    var p50: Double
+    var p99: Double
+    var requests: Int
+    var nonSuccess: Int
+
+    /// Runs wrk (1 thread, 8 connections, 3 s) against `url` with the given header lines.
+    static func run(_ url: String, headers: [String]) throws -> WrkFigures {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
+        process.arguments = ["-t1", "-c8", "-d3s", "--timeout", "5s", "--latency"] + headers.flatMap { ["-H", $0] } + [url]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        func number(after label: String) -> String? {
+            output.components(separatedBy: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix(label) }?
+                .trimmingCharacters(in: .whitespaces).dropFirst(label.count).trimmingCharacters(in: .whitespaces).components(separatedBy: " ").first
+        }
+        func milliseconds(_ text: String?) -> Double? {
+            guard let text else { return nil }
+            for (unit, factor) in [("us", 0.001), ("ms", 1.0), ("s", 1000.0)] where text.hasSuffix(unit) {
+                return Double(text.dropLast(unit.count)).map { $0 * factor }
+            }
+            return nil
+        }
+        guard let rate = number(after: "Requests/sec:").flatMap(Double.init), let p50 = milliseconds(number(after: "50%")), let p99 = milliseconds(number(after: "99%")),
+              let requests = output.components(separatedBy: "\n").first(where: { $0.contains("requests in") })?.trimmingCharacters(in: .whitespaces).components(separatedBy: " ").first.flatMap(Int.init)
+        else { throw KeepAliveHTTPClient.Failure(description: "wrk printed no figures: \(output)") }
+        let nonSuccess = number(after: "Non-2xx or 3xx responses:").flatMap(Int.init) ?? 0
+        return WrkFigures(requestsPerSecond: rate, p50: p50, p99: p99, requests: requests, nonSuccess: nonSuccess)
+    }
+
+    var description: String { String(format: "%.0f req/s, p50 %.2f ms, p99 %.2f ms (%d requests)", requestsPerSecond, p50, p99, requests) }
+}
+
+extension ResidencyGatewayTests {
+    /// The benchmark of docs/benchmarks.md: the same backend reached directly,
+    /// through its own region's gateway (served locally) and through another
+    /// region's gateway (one forwarding hop), in one run; it prints the
+    /// ratios and asserts only that every request was answered 200.
+    @Test func residencyRoutingCostAsARatioOfTheBackendReachedDirectly() async throws {
+        let world = try await ResidencyWorld(addressPrefix: "127.0.206", regions: Self.regions, rules: Self.rules)
+        do {
+            let eu = world.host("eu-a").address, us = world.host("us-a").address
+            let direct = try WrkFigures.run("http://\(eu):\(ResidencyWorld.ports.blue)/v1/bench", headers: [])
+            let local = try WrkFigures.run("http://\(eu):\(ResidencyWorld.gatewayPort)/v1/bench", headers: ["X-Data-Residency: EU"])
+            let hop = try WrkFigures.run("http://\(us):\(ResidencyWorld.gatewayPort)/v1/bench", headers: ["X-Data-Residency: EU"])
+            for figures in [direct, local, hop] {
+                #expect(figures.requests > 0)
+                #expect(figures.nonSuccess == 0)
+            }
+            func ratio(_ figures: WrkFigures) -> String {
+                String(format: "throughput %.2f×, p50 %.2f×, p99 %.2f× of direct", figures.requestsPerSecond / direct.requestsPerSecond, figures.p50 / direct.p50, figures.p99 / direct.p99)
+            }
+            print("residency benchmark: direct backend \(direct)")
+            print("residency benchmark: gateway serving locally \(local); \(ratio(local))")
+            print("residency benchmark: gateway forwarding one hop \(hop); \(ratio(hop))")
+        } catch {
+            await world.close()
+            throw error
+        }
+        await world.close()
+    }
+}
