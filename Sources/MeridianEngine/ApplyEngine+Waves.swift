@@ -6,17 +6,14 @@ import MeridianSSH
 import MeridianState
 
 /// How apply runs rollouts: whether approval gates are passed without
-/// waiting, each region's gateway, and how often a wait looks for commands.
+/// waiting, and how often a wait looks for commands.
 public struct RolloutOptions: Sendable {
     /// `apply --auto-approve`: a wave with `approval: true` does not wait for `rollout promote`.
     public var autoApprove: Bool
-    /// The region's gateway, nil for a region without one (its weights then live in manifests only).
-    public var gateway: @Sendable (Region) -> (any RegionGateway)?
     public var commandPoll: Duration
 
-    public init(autoApprove: Bool = false, gateway: @escaping @Sendable (Region) -> (any RegionGateway)? = { _ in nil }, commandPoll: Duration = .milliseconds(200)) {
+    public init(autoApprove: Bool = false, commandPoll: Duration = .milliseconds(200)) {
         self.autoApprove = autoApprove
-        self.gateway = gateway
         self.commandPoll = commandPoll
     }
 }
@@ -120,6 +117,9 @@ extension ApplyEngine {
         guard !starts.isEmpty || !unfinished.isEmpty, let region = planning.fleet.region(named: regionPlan.name) else { return nil }
         var rolledBack: [String] = []
         var failures: [HostFailure] = []
+        // The region's gateways move the traffic of components they route; the others' weights live in the manifests only.
+        let sessions = RolloutDriver.Sessions()
+        let gateway = NginxRegionGateway(planning: planning, store: store, run: run, hosts: hosts, sessions: sessions)
         let work = starts.map(RolloutWork.start) + unfinished.map(RolloutWork.resume)
         for item in work {
             do {
@@ -129,8 +129,10 @@ extension ApplyEngine {
                 case .resume(let existing): stored = existing
                 }
                 let start = try RolloutRecords.decode(stored)
-                let driver = RolloutDriver(planning: planning, store: store, identity: identity, run: run, timings: timings, gateway: rollouts.gateway(region),
-                                           hosts: hosts.filter { $0.components.contains { $0.component == start.component } }, commandPoll: rollouts.commandPoll)
+                let driver = RolloutDriver(planning: planning, store: store, identity: identity, run: run, timings: timings,
+                                           gateway: gateway.routes(start.component) ? gateway : nil,
+                                           hosts: hosts.filter { $0.components.contains { $0.component == start.component } }, commandPoll: rollouts.commandPoll,
+                                           sessions: sessions)
                 let end = try await driver.drive(stored) { event in events(.rollout(event)) }
                 switch end.phase {
                 case .promoted: continue
@@ -145,6 +147,7 @@ extension ApplyEngine {
             // A failed component stops the region's other rollouts: the wave is stopped anyway.
             if !failures.isEmpty || !rolledBack.isEmpty { break }
         }
+        await sessions.closeAll()
         if !failures.isEmpty { return .failed(failures) }
         if !rolledBack.isEmpty { return .rolledBack(rolledBack) }
         return .applied(hostsChanged: regionPlan.hosts.filter(\.hasChanges).count, hosts: regionPlan.hosts.count)
