@@ -1,12 +1,24 @@
 import ArgumentParser
 import Foundation
+import MeridianEngine
 import MeridianModel
 import MeridianPlanning
 
-/// `meridian routes`: the residency routing table the gateways enforce.
-struct RoutesCommand: ParsableCommand {
+/// `meridian routes`: the residency routing table the gateways enforce, and
+/// `meridian routes verify`, which proves the live gateways follow it.
+struct RoutesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "routes",
+        abstract: "The residency routing table: print it, or verify the live gateways follow it.",
+        subcommands: [RoutesShow.self, RoutesVerify.self],
+        defaultSubcommand: RoutesShow.self
+    )
+}
+
+/// `meridian routes [show]`: the table itself.
+struct RoutesShow: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show",
         abstract: "Print the residency routing table: for each data jurisdiction, the regions allowed to process it, in order."
     )
 
@@ -35,5 +47,41 @@ struct RoutesCommand: ParsableCommand {
         case .text: Output.text(table.text)
         case .json: Output.text(table.jsonText)
         }
+    }
+}
+
+/// `meridian routes verify`: one request per data jurisdiction, one without
+/// the header and one with an unknown value through every gateway host (over
+/// SSH), each answer checked against the table and the regions' health.
+struct RoutesVerify: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Send requests through every gateway over SSH and check where each went against the routing table.",
+        discussion: "Prints a matrix (gateway × jurisdiction → serving region or refusal, ✓/✗). Exits 1 on any violation or unreachable host."
+    )
+
+    @OptionGroup var fleetOptions: FleetOptions
+    @OptionGroup var selection: RegionSelection
+    @Option(help: "Output format: text or json.") var format: OutputFormat = .text
+
+    func run() async throws {
+        let (fleet, _) = try fleetOptions.loadValid()
+        try selection.check(against: fleet)
+        let table = ResidencyCompiler.compile(fleet).0
+        let verifier = ResidencyVerifier(fleet: fleet, table: table, endpoints: FleetEndpoints(fleet: fleet, fleetRoot: fleetOptions.root),
+                                         parallelism: fleet.settings.defaults.parallelism)
+        let result: ResidencyVerifier.Result
+        do {
+            result = try await verifier.verify(regions: selection.regions)
+        } catch let error as ResidencyVerifier.VerifyError {
+            Output.error("error: \(error)")
+            throw ExitCode(ExitStatus.failure)
+        }
+        switch format {
+        case .text: Output.text(ResidencyVerification.matrixText(result.checks, healthy: result.healthy, regions: fleet.regions.map(\.name)))
+        case .json: Output.text(ResidencyVerification.json(result.checks, healthy: result.healthy).prettyText + "\n")
+        }
+        for line in result.unreachable { Output.error("error: \(line)") }
+        if result.checks.contains(where: { !$0.ok }) || !result.unreachable.isEmpty { throw ExitCode(ExitStatus.failure) }
     }
 }

@@ -318,7 +318,13 @@ enum SettingsReader {
             else if let j = Jurisdiction(v) { settings.missing = .assume(j) }
             else { r.error(n, "residency.missing", "expected \"refuse\" or a jurisdiction code to assume such as EU, got \"\(v)\"") }
         }
-        if let n = map["refuse_status"], let v = r.integer(n, "residency.refuse_status", in: 400...599, what: "an HTTP error status") { settings.refuseStatus = v }
+        if let n = map["refuse_status"], let v = r.integer(n, "residency.refuse_status", in: 400...599, what: "an HTTP error status") {
+            if let reason = ResidencySettings.reservedRefuseStatuses[v] {
+                r.error(n, "residency.refuse_status", "\(v) cannot be the refuse status: \(reason); choose another status such as 451")
+            } else {
+                settings.refuseStatus = v
+            }
+        }
         return settings
     }
 }

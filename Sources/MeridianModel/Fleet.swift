@@ -379,6 +379,15 @@ public struct ResidencySettings: Sendable, Equatable {
     /// The HTTP status of a refused request.
     public var refuseStatus: Int
 
+    /// Statuses `refuse_status` may not take, with the reason: inside a
+    /// gateway 502 and 504 mean "this region failed, try the next allowed
+    /// one", and 599 is the gateway's internal jump.
+    public static let reservedRefuseStatuses: [Int: String] = [
+        502: "the gateways take 502 to mean a region failed",
+        504: "the gateways take 504 to mean a region timed out",
+        599: "the gateways use 599 internally",
+    ]
+
     public init(header: String = "X-Data-Residency", missing: MissingResidency = .refuse, refuseStatus: Int = 451) {
         self.header = header
         self.missing = missing

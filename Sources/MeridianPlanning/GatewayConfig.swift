@@ -123,16 +123,18 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
     public var listenPort: Int
     /// Components with a route, in fleet order.
     public var routes: [GatewayRoute]
-    // The residency section (data-residency routing) joins this value as its
-    // own typed field, rendered by its own function between the slot map and
-    // the server block; nothing here depends on it.
+    /// The data-residency section (docs/residency.md), rendered by its own
+    /// functions: maps and peer upstreams after the slot map, the check and
+    /// its named locations at the top of the server block. Nil renders none.
+    public var residency: GatewayResidency?
 
-    public init(region: String, host: String, listenAddress: String, listenPort: Int, routes: [GatewayRoute]) {
+    public init(region: String, host: String, listenAddress: String, listenPort: Int, routes: [GatewayRoute], residency: GatewayResidency? = nil) {
         self.region = region
         self.host = host
         self.listenAddress = listenAddress
         self.listenPort = listenPort
         self.routes = routes
+        self.residency = residency
     }
 
     /// The address a host's services are reached on from other hosts of its
@@ -156,7 +158,8 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
             }
             routes.append(GatewayRoute(component: component.name, path: path, split: split, servers: servers))
         }
-        return GatewayConfig(region: region.name, host: gateway.name, listenAddress: serviceAddress(of: gateway), listenPort: region.gatewayPort, routes: routes)
+        return GatewayConfig(region: region.name, host: gateway.name, listenAddress: serviceAddress(of: gateway), listenPort: region.gatewayPort, routes: routes,
+                             residency: GatewayResidency.forRegion(region, fleet: fleet, table: ResidencyCompiler.compile(fleet).0))
     }
 
     /// The configuration's identity: the SHA-256 of its text with the
@@ -229,6 +232,7 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
             add(2, "\(listenAddress) 1;")
         }
         add(1, "}")
+        lines += residency?.httpLines() ?? []
         for route in routes {
             add(1, "")
             add(1, "# \(route.component): \(route.split)")
@@ -246,6 +250,7 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
         add(1, "server {")
         add(2, "listen \(listenEndpoint);")
         add(2, "set $meridian_component -;")
+        lines += residency?.serverLines() ?? []
         add(2, "")
         add(2, "location = \(Self.identityLocation) {")
         add(3, "access_log off;")

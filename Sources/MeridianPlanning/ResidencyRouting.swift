@@ -66,11 +66,14 @@ public struct RoutingTable: Sendable, Equatable, Codable {
         return .refuse(.noHealthyAllowedRegion(jurisdiction))
     }
 
-    /// `decide` for the raw header value as a gateway receives it: absent or
-    /// empty is a missing header; anything that is not exactly a jurisdiction
-    /// code (`EU`, not `eu` or ` EU`) is unknown, because guessing would
-    /// route data on a value nobody declared.
-    public func decide(header: String?, at local: String, healthy: Set<String>) -> RoutingDecision {
+    /// `decide` for the raw header value as a gateway receives it. Spaces and
+    /// tabs around the value are not part of it (HTTP's optional whitespace,
+    /// which nginx strips too); then absent or empty is a missing header, and
+    /// anything that is not exactly a jurisdiction code (`EU`, not `eu` or
+    /// `E U`) is unknown, because guessing would route data on a value nobody
+    /// declared.
+    public func decide(header raw: String?, at local: String, healthy: Set<String>) -> RoutingDecision {
+        let header = raw.map { $0.trimmingCharacters(in: CharacterSet(charactersIn: " \t")) }
         guard let header, !header.isEmpty else { return decide(dataJurisdiction: nil, at: local, healthy: healthy) }
         guard let jurisdiction = Jurisdiction(header) else { return .refuse(.unknownJurisdiction(header)) }
         return decide(dataJurisdiction: jurisdiction, at: local, healthy: healthy)

@@ -48,16 +48,27 @@ public final class KeepAliveHTTPClient {
     }
 
     /// GET `path`; throws `Failure` unless a whole response arrived.
-    public func get(_ path: String) throws -> Response {
+    public func get(_ path: String) throws -> Response { try send("GET", path) }
+
+    /// One request with extra header lines (sent in the order given, so a
+    /// test can repeat a header) and a body; throws `Failure` unless a whole
+    /// response arrived. A request whose reused connection was closed before
+    /// any answer byte is sent once more on a new connection, as HTTP/1.1
+    /// clients do, only when `method` is GET.
+    public func send(_ method: String, _ path: String, headers: [(String, String)] = [], body: Data = Data()) throws -> Response {
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: \(address):\(port)\r\nUser-Agent: meridian-test\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
+        if method != "GET" || !body.isEmpty { head += "Content-Length: \(body.count)\r\n" }
+        let request = Data((head + "\r\n").utf8) + body
         let reused = fd >= 0
         if !reused { try connect() }
-        switch exchange(path) {
+        switch exchange(request) {
         case .success(let response): return response
-        case .failure(.nothingReceived) where reused:
+        case .failure(.nothingReceived) where reused && method == "GET":
             staleRetries += 1
             disconnect()
             try connect()
-            switch exchange(path) {
+            switch exchange(request) {
             case .success(let response): return response
             case .failure(let error): disconnect(); throw Failure(description: "after a retry on a new connection: \(error)")
             }
@@ -117,9 +128,8 @@ public final class KeepAliveHTTPClient {
         return result
     }
 
-    private func exchange(_ path: String) -> Result<Response, ExchangeError> {
-        let request = Data("GET \(path) HTTP/1.1\r\nHost: \(address):\(port)\r\nUser-Agent: meridian-test\r\n\r\n".utf8)
-        let sent = request.withUnsafeBytes { send(fd, $0.baseAddress, request.count, Int32(MSG_NOSIGNAL)) }
+    private func exchange(_ request: Data) -> Result<Response, ExchangeError> {
+        let sent = request.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, request.count, Int32(MSG_NOSIGNAL)) }
         guard sent == request.count else { return .failure(.nothingReceived("send: \(String(cString: strerror(errno)))")) }
         var received = pending
         pending = Data()

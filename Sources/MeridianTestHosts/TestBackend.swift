@@ -3,7 +3,8 @@ import Foundation
 /// A small HTTP/1.1 backend for gateway tests: a python3 process listening on
 /// one loopback address and port, keeping connections alive, answering every
 /// GET with 200 and the headers `X-Meridian-Slot` and `X-Meridian-Host` (and
-/// the same words in its body), so a test sees which slot of which host served.
+/// the same words in its body), so a test sees which slot of which host served;
+/// a POST is read whole and answered the same way.
 /// Invariant: it listens only on the loopback address it was given and its
 /// process is gone after `stop()` or when the value is released.
 public final class TestBackend: @unchecked Sendable {
@@ -14,10 +15,15 @@ public final class TestBackend: @unchecked Sendable {
     private let process: SpawnedProcess
 
     static let program = """
-    import http.server, sys
+    import http.server, socket, sys
     address, port, slot, host = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        def setup(self):
+            super().setup()
+            # Headers and body go out in two writes: without this, Nagle's
+            # algorithm and the peer's delayed ACK hold the body about 40 ms.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         def do_GET(self):
             body = ("%s %s %s\\n" % (host, slot, self.path)).encode()
             self.send_response(200)
@@ -27,6 +33,9 @@ public final class TestBackend: @unchecked Sendable {
             self.send_header("X-Meridian-Host", host)
             self.end_headers()
             self.wfile.write(body)
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.do_GET()
         def log_message(self, *args):
             pass
     class Server(http.server.ThreadingHTTPServer):

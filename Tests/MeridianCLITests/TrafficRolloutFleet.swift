@@ -139,7 +139,8 @@ final class GatewayLoad: @unchecked Sendable {
                 for _ in 0..<limit {
                     if lock.withLock({ stopped }) { break }
                     do {
-                        let response = try client.get(path)
+                        // The fleet's residency rule covers EU data: requests carry it, as clients of a gateway must.
+                        let response = try client.send("GET", path, headers: [("X-Data-Residency", "EU")])
                         let version = response.headers.first { $0.key.lowercased() == "x-meridian-version" }?.value ?? "-"
                         lock.withLock { answers.append(Answer(status: response.status, version: version)) }
                         if pause > .zero { Thread.sleep(forTimeInterval: Double(pause.components.attoseconds) / 1e18 + Double(pause.components.seconds)) }
