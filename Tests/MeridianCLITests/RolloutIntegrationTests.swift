@@ -160,7 +160,8 @@ import MeridianTestHosts
         let component = fleet.component(0)
         try fleet.setPlatform("1.0.0", strategy: "blue-green", gracePeriod: "20s")
         #expect(try fleet.meridian(["apply", "--auto-approve"]).status == 0)
-        try fleet.setPlatform("2.0.0", strategy: "blue-green", gracePeriod: "2s")
+        // A grace period long enough that the kill lands in it however loaded the machine is.
+        try fleet.setPlatform("2.0.0", strategy: "blue-green", gracePeriod: "8s")
         let process = Process()
         process.executableURL = CLI.executable
         process.arguments = ["apply", "--auto-approve", "--fleet", fleet.path]
@@ -171,7 +172,7 @@ import MeridianTestHosts
         try process.run()
         let store = try await SQLiteStateStore.open(path: fleet.statePath)
         var switched = false
-        for _ in 0..<400 {
+        for _ in 0..<2400 {
             if try await store.latestRollouts(region: "north").contains(where: { $0.phase == "switched" }) { switched = true; break }
             if !process.isRunning { break }
             try await Task.sleep(for: .milliseconds(25))

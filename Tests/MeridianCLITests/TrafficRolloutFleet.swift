@@ -82,7 +82,7 @@ struct TrafficRolloutFleet {
                 max_error_rate_increase: 0.005
                 max_latency_ratio: 3
                 confidence: 0.99
-              inconclusive: { wait: 3s, then: fail }
+              inconclusive: { wait: 15s, then: fail }
         platform:
           inference: \(version)
 

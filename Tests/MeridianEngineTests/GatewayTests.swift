@@ -262,7 +262,7 @@ final class LoadTally: @unchecked Sendable {
         _ = try await setup.activate(setup.config())
         // Each worker sends until the reloads are done (at most `perWorker` requests each).
         let workers = 4
-        let perWorker = 20_000
+        let perWorker = 200_000
         let tally = LoadTally()
         let address = setup.gateway.address
         for worker in 0..<workers {
