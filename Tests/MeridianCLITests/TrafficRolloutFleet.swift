@@ -116,7 +116,8 @@ struct TrafficRolloutFleet {
 
 /// A bounded load generator: `workers` threads, each on its own keep-alive
 /// connection to the gateway, asking GET `path` until stopped or until each
-/// has sent `limit` requests, `pause` apart (none by default). Every answer is counted with the version and
+/// has sent `limit` requests, `pause` apart (4 ms by default, so the load
+/// leaves the machine's cores to the services and the suites running beside it). Every answer is counted with the version and
 /// slot that served it (the stack's X-Meridian-Version and X-Meridian-Slot).
 final class GatewayLoad: @unchecked Sendable {
     struct Answer: Sendable {
@@ -131,7 +132,7 @@ final class GatewayLoad: @unchecked Sendable {
     private var finished = 0
     let workers: Int
 
-    init(address: String, port: Int, path: String = "/v1/models", workers: Int = 4, limit: Int = 20_000, pause: Duration = .zero) {
+    init(address: String, port: Int, path: String = "/v1/models", workers: Int = 4, limit: Int = 20_000, pause: Duration = .milliseconds(4)) {
         self.workers = workers
         for _ in 0..<workers {
             Thread.detachNewThread { [self] in
