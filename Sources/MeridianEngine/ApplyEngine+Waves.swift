@@ -6,17 +6,14 @@ import MeridianSSH
 import MeridianState
 
 /// How apply runs rollouts: whether approval gates are passed without
-/// waiting, each region's gateway, and how often a wait looks for commands.
+/// waiting, and how often a wait looks for commands.
 public struct RolloutOptions: Sendable {
     /// `apply --auto-approve`: a wave with `approval: true` does not wait for `rollout promote`.
     public var autoApprove: Bool
-    /// The region's gateway, nil for a region without one (its weights then live in manifests only).
-    public var gateway: @Sendable (Region) -> (any RegionGateway)?
     public var commandPoll: Duration
 
-    public init(autoApprove: Bool = false, gateway: @escaping @Sendable (Region) -> (any RegionGateway)? = { _ in nil }, commandPoll: Duration = .milliseconds(200)) {
+    public init(autoApprove: Bool = false, commandPoll: Duration = .milliseconds(200)) {
         self.autoApprove = autoApprove
-        self.gateway = gateway
         self.commandPoll = commandPoll
     }
 }
@@ -122,6 +119,9 @@ extension ApplyEngine {
         guard !starts.isEmpty || !unfinished.isEmpty, let region = planning.fleet.region(named: regionPlan.name) else { return nil }
         var rolledBack: [String] = []
         var failures: [HostFailure] = []
+        // The region's gateways move the traffic of components they route; the others' weights live in the manifests only.
+        let gateway = NginxRegionGateway(planning: planning, store: store, run: run, hosts: hosts)
+        defer { Task { await gateway.close() } }
         let work = starts.map(RolloutWork.start) + unfinished.map(RolloutWork.resume)
         for item in work {
             do {
@@ -131,7 +131,8 @@ extension ApplyEngine {
                 case .resume(let existing): stored = existing
                 }
                 let start = try RolloutRecords.decode(stored)
-                let driver = RolloutDriver(planning: planning, store: store, identity: identity, run: run, timings: timings, gateway: rollouts.gateway(region),
+                let driver = RolloutDriver(planning: planning, store: store, identity: identity, run: run, timings: timings,
+                                           gateway: gateway.routes(start.component) ? gateway : nil,
                                            hosts: hosts.filter { $0.components.contains { $0.component == start.component } }, commandPoll: rollouts.commandPoll)
                 let end = try await driver.drive(stored) { event in events(.rollout(event)) }
                 switch end.phase {

@@ -140,7 +140,10 @@ public struct ApplyEngine: Sendable {
         let desired = Dictionary(fleet.desired.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         for host in plan.hosts {
             guard let state = desired[host.id] else { problems.append("host \(host.id) is not in the fleet"); continue }
-            for action in host.actions where (action.kind == .createFile || action.kind == .updateFile) && !action.sensitive {
+            // The gateway's configuration also depends on the traffic split the hosts record,
+            // so it is checked against the hosts under the locks (`refuseUnplanned`), not here.
+            for action in host.actions where (action.kind == .createFile || action.kind == .updateFile) && !action.sensitive
+                && !(action.subject == GatewayConfig.path && state.gateway != nil) {
                 guard let file = state.files.first(where: { $0.path == action.subject }) else {
                     problems.append("host \(host.id): \(action.subject) is not rendered"); continue
                 }
@@ -271,8 +274,12 @@ public struct ApplyEngine: Sendable {
     /// seen, prepare every host's work, change the hosts, summarise.
     func applyHoldingLeases(_ plan: Plan, fleet: DesiredFleet, run: RunID, verification: PlanVerification, events: @escaping @Sendable (ApplyEvent) -> Void) async throws -> ApplyReport {
         let desiredByID = Dictionary(fleet.desired.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        let hosts = plan.hosts.compactMap { desiredByID[$0.id] }
-        var seen = try await lockAndObserve(hosts, run: run, events: events)
+        var seen = try await lockAndObserve(plan.hosts.compactMap { desiredByID[$0.id] }, run: run, events: events)
+        // Gateways are rendered at the traffic splits the locked hosts record.
+        var fleet = fleet
+        fleet.desired = RecordedSplits.rendered(fleet.desired, observed: seen.observed)
+        let rendered = Dictionary(fleet.desired.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        seen.lockedHosts = seen.lockedHosts.map { rendered[$0.id] ?? $0 }
         try await refuseStale(plan, seen, run: run)
         try await refuseUnplanned(plan, fleet: fleet, seen, run: run, verification: verification)
         let (prepared, prepareFailures) = prepare(plan, hosts: seen.proceeding, observed: seen.observed, fleetKey: seen.fleetKey, run: run)

@@ -134,7 +134,7 @@ public struct PlanEngine: Sendable {
     /// files are also compared by keyed hash with their rendering under the
     /// current secrets, so the plan shows a changed secret value (never the value).
     public func plan(regions wanted: [String], parallelism: Int, secrets: KeyedComparison? = nil) async throws -> PlanningResult {
-        let fleet = try desiredFleet(regions: wanted)
+        var fleet = try desiredFleet(regions: wanted)
         let observations = await observe(fleet.desired, parallelism: parallelism, recordedSensitive: secrets?.recordedSensitive ?? [:],
                                          fleetKey: secrets?.fleetKey, lock: { _ in nil })
         var observed: [HostID: ObservedHostState] = [:]
@@ -145,6 +145,8 @@ public struct PlanEngine: Sendable {
             case .failure(let failure): failures.append(failure)
             }
         }
+        // Gateways are rendered at the traffic splits the hosts record (a canary in progress keeps its weights).
+        fleet.desired = RecordedSplits.rendered(fleet.desired, observed: observed)
         let failedRegions = Set(failures.map(\.region))
         let planned = fleet.desired.filter { !failedRegions.contains($0.region) }
         var rewrites: [HostID: Set<String>] = [:]

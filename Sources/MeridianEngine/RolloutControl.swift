@@ -85,6 +85,19 @@ public struct RolloutControl: Sendable {
         return try await driveHere(region: region, rollouts: [stored], events: events)
     }
 
+    /// The region's desired hosts, gateways rendered at the splits the hosts'
+    /// manifests record (one round trip each; hosts out of reach add nothing,
+    /// and the rollout stops on them when it needs them).
+    func renderedAtRecordedSplits(region: String) async throws -> [DesiredHostState] {
+        let hosts = try planning.desiredFleet(regions: [region]).desired.filter { $0.region == region }
+        let observations = await planning.observe(hosts, parallelism: max(1, hosts.count), lock: { _ in nil })
+        var observed: [HostID: ObservedHostState] = [:]
+        for (host, outcome) in zip(hosts, observations) {
+            if case .success(let observation) = outcome { observed[host.id] = observation.state }
+        }
+        return RecordedSplits.rendered(hosts, observed: observed)
+    }
+
     /// Takes the region's lease (or leaves the command queued for its holder) and drives each rollout to its end.
     func driveHere(region: String, rollouts: [StoredRollout], events: @escaping @Sendable (RolloutEvent) -> Void) async throws -> CommandOutcome {
         try await ApplyEngine.recoverAbandonedRuns(store: store, identity: identity)
@@ -97,13 +110,14 @@ public struct RolloutControl: Sendable {
         }
         var ended: [RolloutRecord] = []
         do {
-            let fleet = try planning.desiredFleet(regions: [region])
-            let gateway = planning.fleet.region(named: region).flatMap(options.gateway)
+            let regionHosts = try await renderedAtRecordedSplits(region: region)
+            let gateway = NginxRegionGateway(planning: planning, store: store, run: run.id, hosts: regionHosts)
+            defer { Task { await gateway.close() } }
             for stored in rollouts {
                 let record = try RolloutRecords.decode(stored)
-                let hosts = fleet.desired.filter { $0.region == region && $0.components.contains { $0.component == record.component } }
-                let driver = RolloutDriver(planning: planning, store: store, identity: identity, run: run.id, timings: timings, gateway: gateway,
-                                           hosts: hosts, commandPoll: options.commandPoll)
+                let hosts = regionHosts.filter { $0.components.contains { $0.component == record.component } }
+                let driver = RolloutDriver(planning: planning, store: store, identity: identity, run: run.id, timings: timings,
+                                           gateway: gateway.routes(record.component) ? gateway : nil, hosts: hosts, commandPoll: options.commandPoll)
                 ended.append(try await driver.drive(stored, events: events))
             }
         } catch {

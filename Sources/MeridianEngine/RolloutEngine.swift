@@ -76,6 +76,18 @@ public struct RolloutDriver: Sendable {
             return session
         }
 
+        /// Runs `body` on the host's session; a transport error drops the
+        /// session, so the next use opens a new one.
+        func using<T: Sendable>(_ host: DesiredHostState, planning: PlanEngine, _ body: (SSHSession) async throws -> T) async throws -> T {
+            let session = try await session(for: host, planning: planning)
+            do {
+                return try await body(session)
+            } catch let error as SSHError {
+                await drop(host.id)
+                throw error
+            }
+        }
+
         func drop(_ id: HostID) async {
             let session = lock.withLock { open.removeValue(forKey: id) }
             await session?.close()
@@ -228,13 +240,7 @@ public struct RolloutDriver: Sendable {
     }
 
     func withSession<T: Sendable>(_ host: DesiredHostState, _ sessions: Sessions, _ body: (SSHSession) async throws -> T) async throws -> T {
-        let session = try await sessions.session(for: host, planning: planning)
-        do {
-            return try await body(session)
-        } catch let error as SSHError {
-            await sessions.drop(host.id)
-            throw error
-        }
+        try await sessions.using(host, planning: planning, body)
     }
 
     func layout(_ host: DesiredHostState, _ component: String) throws -> ComponentSlotLayout {

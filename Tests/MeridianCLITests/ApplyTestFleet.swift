@@ -44,15 +44,7 @@ struct ApplyTestFleet {
         version: 1
         name: apply-test
         defaults:
-        \(gracePeriod.map { "  grace_period: \($0)\n" } ?? "")  ssh:
-            user: \(cluster.user)
-            port: \(cluster.hosts[0].port)
-            identity: \(cluster.identityFile)
-            agent: false
-            known_hosts: \(cluster.knownHostsFile)
-            connect_timeout: 3s
-            command_timeout: 30s
-        components:
+        \(gracePeriod.map { "  grace_period: \($0)\n" } ?? "")\(cluster.sshDefaultsYAML())components:
 
         """
         for index in regions.indices {

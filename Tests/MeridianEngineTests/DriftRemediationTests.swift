@@ -36,15 +36,7 @@ final class RemediationFleet: @unchecked Sendable {
         version: 1
         name: remediation-test
         defaults:
-          ssh:
-            user: \(cluster.user)
-            port: \(host.port)
-            identity: \(cluster.identityFile)
-            agent: false
-            known_hosts: \(cluster.knownHostsFile)
-            connect_timeout: 3s
-            command_timeout: 30s
-        components:
+        \(cluster.sshDefaultsYAML())components:
           inference:
             artifact: artifacts/inference/{version}
             start: [bin/serve, --address, "{address}", --port, "{port}"]

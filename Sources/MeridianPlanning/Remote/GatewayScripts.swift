@@ -138,6 +138,19 @@ public struct GatewayScripts: Sendable, Equatable {
         """
     }
 
+    /// At most the last `limit` lines of the access log whose time (`$msec`,
+    /// the first field, in seconds) lies in the window [from, to) given in
+    /// milliseconds since 1970, widened by 1 ms each side for awk's floating
+    /// point; the analysis keeps the window exactly. A missing log prints nothing.
+    public func accessLogWindow(from: Int64, to: Int64, limit: Int = 500_000) -> String {
+        """
+        log=\(ShellQuoting.quote(prefix + "logs/access.log"))
+        [ -f "$log" ] || exit 0
+        awk -F '\\t' -v a=\(from - 1) -v b=\(to + 1) '$1 ~ /^[0-9]+(\\.[0-9]+)?$/ { t = $1 * 1000; if (t >= a && t < b) print }' "$log" | tail -n \(max(1, limit))
+
+        """
+    }
+
     /// The error log's messages of level error and worse written after
     /// `offset` bytes (what a failed reload left), at most the last 10.
     public func errorLogSince(_ offset: Int) -> String {

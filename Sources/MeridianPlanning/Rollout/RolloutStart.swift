@@ -25,11 +25,6 @@ public enum RolloutStart {
             let actions = byComponent[name] ?? []
             guard let first = actions.first, let component = fleet.component(named: name), let from = first.fromVersion,
                   let to = first.toVersion, let canary = first.slot, let strategy = first.strategy else { continue }
-            if component.route != nil, let regionModel = fleet.region(named: region.name), !regionModel.gateways.isEmpty {
-                // The gateway's nginx upstream weights are not fed from rollouts yet: moving traffic in the
-                // manifests alone would leave the gateway sending users to the old slot after it stops.
-                return .failure(RolloutStartProblem(reason: "\(strategy.rawValue) of \(name) in region \(region.name) is refused: its traffic goes through the region's gateway, whose weights rollouts do not set yet; use `strategy: recreate` for \(name) until they do"))
-            }
             if actions.contains(where: { $0.fromVersion != from || $0.slot != canary || $0.toVersion != to }) {
                 return .failure(RolloutStartProblem(reason: "the hosts of region \(region.name) do not all run \(name) \(from) on the \(canary.other.rawValue) slot; run `meridian rollout status \(region.name)` and bring them together (`meridian apply` of one version) first"))
             }
