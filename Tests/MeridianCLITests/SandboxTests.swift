@@ -30,6 +30,7 @@ import MeridianTestHosts
         let fleet = try exampleFleetCopy()
         defer {
             _ = try? CLI.run(["sandbox", "down", "--purge", "--fleet", fleet.path])
+            _ = try? CLI.run(["sandbox", "down", "--purge", "--fleet", fleet.path + "/walkthrough"])
             try? FileManager.default.removeItem(at: fleet)
         }
         try body(fleet)
@@ -171,8 +172,10 @@ import MeridianTestHosts
 
     func theQuickStartWalkthroughRunsAgainstTheSandbox(_ fleet: URL) throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [fleet.path + "/scripts/walkthrough", CLI.executable.path, fleet.path]
+        // Bounded: timeout(1) stops the walkthrough and everything it started after 8 minutes (exit 124).
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+        let work = fleet.appendingPathComponent("walkthrough")
+        process.arguments = ["-k", "10", "480", "/bin/bash", CLI.repositoryRoot.path + "/scripts/walkthrough", CLI.executable.path, work.path]
         process.currentDirectoryURL = fleet
         process.environment = ["PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "HOME": FileManager.default.temporaryDirectory.path, "NO_COLOR": "1"]
         let output = Pipe()
@@ -184,24 +187,28 @@ import MeridianTestHosts
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         print("walkthrough took \(Int(Date().timeIntervalSince(started))) s")
-        #expect(process.terminationStatus == 0, "walkthrough failed:\n\(text)")
+        #expect(process.terminationStatus == 0, "walkthrough failed (exit \(process.terminationStatus); 124: it ran past 8 minutes):\n\(text)")
         var position = text.startIndex
-        for command in ["$ meridian sandbox up", "$ . .meridian/sandbox/env", "$ meridian validate", "$ meridian hosts check", "$ meridian plan",
-                        "$ meridian apply --auto-approve", "$ meridian status", "$ meridian drift", "(exit 2, as expected)",
-                        "$ meridian drift --remediate file-modified", "$ meridian audit verify", "$ meridian status --refresh", "Walkthrough done in",
-                        "sandbox down"] {
+        for command in ["$ meridian sandbox up", "$ . .meridian/sandbox/env", "$ meridian validate", "$ meridian hosts check",
+                        "$ meridian plan --region uk-south", "$ meridian plan --out first-deploy.plan > first-deploy.txt",
+                        "Plan: 37 to create", "$ meridian apply --auto-approve first-deploy.plan", "— wave canary: eu-central", "— wave europe: eu-west, uk-south",
+                        "— wave rest: us-east, ap-southeast", "$ meridian status", "$ meridian drift", "file-modified", "(exit 2, as expected)",
+                        "$ meridian drift --remediate file-modified", "fixed  uk-south/uk-south-1 file-modified", "$ meridian drift", "No drift: 8 hosts in 5 regions match",
+                        "grace_period: 5s", "$ meridian apply --auto-approve", "$ meridian apply --auto-approve --region eu-central",
+                        "$ meridian rollout status eu-central", "phase:   promoted",
+                        "$ meridian apply --auto-approve --region eu-central", "eu-central: ROLLED BACK", "(exit 3, as expected)",
+                        "$ meridian rollout status eu-central", "phase:   rolled-back", "$ meridian audit verify", "$ meridian status --refresh",
+                        "Walkthrough done in", "sandbox down"] {
             guard let found = text.range(of: command, range: position..<text.endIndex) else {
                 Issue.record("the walkthrough did not print \(command) after what came before:\n\(text)")
                 return
             }
             position = found.upperBound
         }
-        for wave in ["canary", "europe", "rest"] { #expect(text.contains("wave \(wave)"), "no wave \(wave) in:\n\(text)") }
-        #expect(text.contains("file-modified"), "\(text)")
 
         // `meridian status` on the deployed sandbox: JSON from the store, an open drift finding, --watch, --refresh.
-        let args = ["--fleet", fleet.path]
-        try "max_tokens: 2\n".write(toFile: fleet.path + "/.meridian/sandbox/hosts/eu-central-1/root/config/knowledge-base/server.yaml", atomically: true, encoding: .utf8)
+        let args = ["--fleet", work.path]
+        try "max_tokens: 2\n".write(toFile: work.path + "/.meridian/sandbox/hosts/eu-central-1/root/config/knowledge-base/server.yaml", atomically: true, encoding: .utf8)
         let drift = try CLI.run(["drift"] + args)
         #expect(drift.status == 2, "\(drift.stdout)\(drift.stderr)")
         let json = try CLI.run(["status", "--format", "json"] + args)
@@ -216,19 +223,42 @@ import MeridianTestHosts
         #expect(open.map { "\($0["host"] ?? "") \($0["kind"] ?? "") \($0["subject"] ?? "")" } == ["eu-central-1 file-modified config/knowledge-base/server.yaml"], "\(open)")
         let host = try #require((central["hosts"] as? [[String: Any]])?.first)
         let components = try #require(host["components"] as? [[String: Any]])
-        #expect(components.map { "\($0["name"] ?? "") \($0["active_version"] ?? "") \($0["active_slot"] ?? "")" } == ["inference 2.3.1 blue", "knowledge-base 1.8.0 blue"])
+        #expect(components.map { "\($0["name"] ?? "") \($0["active_version"] ?? "") \($0["active_slot"] ?? "")" } == ["inference 2.4.0 green", "knowledge-base 1.9.0 green"])
         let split = try #require(central["gateway"] as? [[String: Any]])
-        #expect(split.map { "\($0["component"] ?? "") \($0["blue"] ?? "") \($0["green"] ?? "")" } == ["inference 100 0", "knowledge-base 100 0"])
+        #expect(split.map { "\($0["component"] ?? "") \($0["blue"] ?? "") \($0["green"] ?? "")" } == ["inference 0 100", "knowledge-base 0 100"])
         let usEast = try #require(regions.first { $0["name"] as? String == "us-east" })
         #expect(((usEast["hosts"] as? [[String: Any]])?.first?["components"] as? [[String: Any]])?.last?["active_version"] as? String == "1.9.0")
 
         let table = try CLI.run(["status"] + args)
         #expect(table.stdout.contains("eu-central-1: file-modified config/knowledge-base/server.yaml since"), "\(table.stdout)")
-        #expect(table.stdout.contains("gateway weights: inference blue 100% / green 0%"), "\(table.stdout)")
+        #expect(table.stdout.contains("gateway weights: inference blue 0% / green 100%"), "\(table.stdout)")
         let watch = try CLI.run(["status", "--watch", "--times", "2", "--interval", "0.2"] + args)
         #expect(watch.status == 0 && watch.stdout.components(separatedBy: "Fleet status from the state store").count == 3, "\(watch.stdout)")
 
-        let pid = try #require(Int32(try String(contentsOfFile: fleet.path + "/.meridian/sandbox/hosts/ap-southeast-1/sshd.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        // docs/operations.md: an online backup of the store verifies, and a restored copy shows the same status.
+        let backup = work.path + "/state-backup.db"
+        let sqlite = Process()
+        sqlite.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+        sqlite.arguments = [work.path + "/.meridian/state.db", ".backup \(backup)"]
+        try sqlite.run()
+        sqlite.waitUntilExit()
+        #expect(sqlite.terminationStatus == 0)
+        let verified = try CLI.run(["audit", "verify", "--state", backup] + args)
+        #expect(verified.status == 0, "\(verified.stdout)\(verified.stderr)")
+        let words: [String] = verified.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+        let anchors = words.filter { word in
+            let parts = word.split(separator: ":")
+            return parts.count == 2 && Int(parts[0]) != nil && parts[1].count == 64
+        }
+        let head = try #require(anchors.first, "no SEQ:HASH head in \(verified.stdout)")
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: work.path + "/.meridian/state.db" + suffix) }
+        try FileManager.default.copyItem(atPath: backup, toPath: work.path + "/.meridian/state.db")
+        let anchored = try CLI.run(["audit", "verify", "--anchor", head] + args)
+        #expect(anchored.status == 0, "\(anchored.stdout)\(anchored.stderr)")
+        let restored = try CLI.run(["status", "--format", "json"] + args)
+        #expect(restored.status == 0 && restored.stdout.components(separatedBy: "\n").dropFirst(3) == json.stdout.components(separatedBy: "\n").dropFirst(3), "\(restored.stdout)")
+
+        let pid = try #require(Int32(try String(contentsOfFile: work.path + "/.meridian/sandbox/hosts/ap-southeast-1/sshd.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
         kill(pid, SIGKILL)
         #expect(Poll.blockingUntil { !TestHostCluster.accepts(address: "127.0.5.1", port: 2222) })
         let refreshed = try CLI.run(["status", "--refresh", "--format", "json"] + args)
