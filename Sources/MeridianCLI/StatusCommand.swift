@@ -57,7 +57,7 @@ struct StatusCommand: AsyncParsableCommand {
         }
     }
 
-    func collect(planning: PlanningSession, store: SQLiteStateStore) async throws -> FleetStatus {
+    func collect(planning: PlanningSession, store: any StateStore) async throws -> FleetStatus {
         let fleet = planning.fleet
         let regions = fleet.regions.filter { selection.regions.isEmpty || selection.regions.contains($0.name) }
         do {

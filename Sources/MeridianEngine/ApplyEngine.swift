@@ -438,7 +438,7 @@ public struct ApplyEngine: Sendable {
             return work.steps.contains { step in
                 switch step {
                 case .writeManifest, .prepareHost: return false
-                case .installRelease, .writeFile, .deleteFile, .stopComponent, .linkSlot, .startComponent, .healthCheck, .activateGateway: return true
+                case .installRelease, .writeFile, .deleteFile, .stopComponent, .linkSlot, .startComponent, .healthCheck, .smokeTest, .activateGateway: return true
                 }
             }
         }

@@ -63,7 +63,7 @@ public enum GatewayActivation {
         case .startFailed(let message): throw GatewayActivationError.startFailed(host: host, message: message)
         case .failed(let message): throw GatewayActivationError.failed(host: host, message: message)
         case .started: logOffset = 0
-        case .reloaded(_, let offset): logOffset = offset
+        case .reloaded(_, let offset, _, _): logOffset = offset
         }
         let expected = config.identity
         var serving: String?
@@ -84,7 +84,8 @@ public enum GatewayActivation {
     /// (the new identity answering proves only that a new worker runs);
     /// after a fresh start there are no old workers.
     static func oldWorkersStopped(_ outcome: GatewayActivationOutcome, on session: SSHSession) async throws -> Bool {
-        guard case .reloaded(let pid, _) = outcome else { return true }
+        // The activation script waited for the old workers itself unless it ran out of time.
+        guard case .reloaded(let pid, _, let settled, _) = outcome, !settled else { return true }
         let output = try await session.exec(RemoteCommand(["sh", "-c", GatewayScripts.acceptingWorkers(master: pid)])).stdoutText
         guard let line = output.split(separator: "\n").last(where: { $0.hasPrefix("workers ") }),
               let count = Int(line.dropFirst("workers ".count)) else { return false }

@@ -101,6 +101,13 @@ struct HostApplier: Sendable {
             _ = try await session.run(RemoteScripts.start(root: root, layout: layout, slot: slot))
         case .healthCheck(let component, let slot, let address, let port, let path):
             try await Self.healthCheck(component: component, slot: slot, address: address, port: port, path: path, root: desired.root, timings: timings, on: session)
+        case .smokeTest(let component, let slot):
+            guard let layout = desired.components.first(where: { $0.component == component }) else {
+                throw HostStepError(step: step.summary, reason: "component \(component) is not in the desired state")
+            }
+            for probe in layout.smoke {
+                try await Self.smokeProbe(probe, component: component, slot: slot, address: layout.address, port: layout.port(slot), on: session)
+            }
         case .activateGateway:
             guard let gateway = desired.gateway else {
                 throw HostStepError(step: step.summary, reason: "host \(desired.id) has no gateway configuration in the desired state")

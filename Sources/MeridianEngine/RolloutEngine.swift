@@ -51,8 +51,12 @@ public struct RolloutDriver: Sendable {
     public let commandPoll: Duration
     /// Every decision made, at most; a bound, never reached by a rollout that ends.
     public let maximumDecisions: Int
+    /// Sessions shared with the region's gateway (and the rollouts after this
+    /// one), closed by whoever made them; nil: this driver opens and closes its own.
+    let shared: Sessions?
 
-    public init(planning: PlanEngine, store: any StateStore, identity: ProcessIdentity, run: RunID?, timings: ApplyTimings, gateway: (any RegionGateway)?, hosts: [DesiredHostState], commandPoll: Duration = .milliseconds(200), maximumDecisions: Int = 100_000) {
+    public init(planning: PlanEngine, store: any StateStore, identity: ProcessIdentity, run: RunID?, timings: ApplyTimings, gateway: (any RegionGateway)?, hosts: [DesiredHostState], commandPoll: Duration = .milliseconds(200), maximumDecisions: Int = 100_000, sessions: Sessions? = nil) {
+        self.shared = sessions
         self.planning = planning
         self.store = store
         self.identity = identity
@@ -64,10 +68,17 @@ public struct RolloutDriver: Sendable {
         self.maximumDecisions = maximumDecisions
     }
 
-    /// Open sessions by host, reopened when one drops.
-    final class Sessions: @unchecked Sendable {
+    /// Open sessions by host, reopened when one drops, and the manifest each
+    /// host showed when last observed (what a weight change starts from).
+    public final class Sessions: @unchecked Sendable {
+        public init() {}
+
         private let lock = NSLock()
         private var open: [HostID: SSHSession] = [:]
+        private var manifests: [HostID: HostManifest] = [:]
+
+        func remember(_ manifest: HostManifest?, of id: HostID) { lock.withLock { manifests[id] = manifest } }
+        func manifest(of id: HostID) -> HostManifest? { lock.withLock { manifests[id] } }
 
         func session(for host: DesiredHostState, planning: PlanEngine) async throws -> SSHSession {
             if let existing = lock.withLock({ open[host.id] }) { return existing }
@@ -93,7 +104,7 @@ public struct RolloutDriver: Sendable {
             await session?.close()
         }
 
-        func closeAll() async {
+        public func closeAll() async {
             let all = lock.withLock { () -> [SSHSession] in
                 defer { open.removeAll() }
                 return Array(open.values)
@@ -107,13 +118,13 @@ public struct RolloutDriver: Sendable {
     /// Drives the stored rollout until it ends, or throws `RolloutInterrupted`
     /// when a host or the gateway cannot be reached (the record then stays).
     public func drive(_ stored: StoredRollout, events: @escaping @Sendable (RolloutEvent) -> Void = { _ in }) async throws -> RolloutRecord {
-        let sessions = Sessions()
+        let sessions = shared ?? Sessions()
         do {
             let record = try await loop(stored, sessions: sessions, events: events)
-            await sessions.closeAll()
+            if shared == nil { await sessions.closeAll() }
             return record
         } catch {
-            await sessions.closeAll()
+            if shared == nil { await sessions.closeAll() }
             throw error
         }
     }
@@ -122,13 +133,22 @@ public struct RolloutDriver: Sendable {
         var record = try RolloutRecords.decode(stored)
         var results = EffectResults()
         var command: RolloutCommand?
+        // After a decision that carried nothing out (`.none`: only the record moved), the hosts are as just
+        // observed, so the next decision reuses that observation instead of asking every host again.
+        var unchanged: RolloutObservation?
         for _ in 0..<maximumDecisions {
             var seen: RolloutObservation
-            do {
-                seen = try await observe(record, sessions: sessions)
-            } catch {
-                throw RolloutInterrupted(region: record.region, component: record.component, reason: "\(error)")
+            if var previous = unchanged {
+                previous.now = Self.now()
+                seen = previous
+            } else {
+                do {
+                    seen = try await observe(record, sessions: sessions)
+                } catch {
+                    throw RolloutInterrupted(region: record.region, component: record.component, reason: "\(error)")
+                }
             }
+            unchanged = nil
             seen.health = results.health
             seen.smoke = results.smoke
             seen.analysis = results.analysis
@@ -145,6 +165,11 @@ public struct RolloutDriver: Sendable {
             case .finish:
                 return record
             case .none:
+                unchanged = seen
+                unchanged?.health = nil
+                unchanged?.smoke = nil
+                unchanged?.analysis = nil
+                unchanged?.command = nil
                 continue
             case .wait(let until):
                 command = try await waitFor(until: until, region: record.region)
@@ -218,6 +243,7 @@ public struct RolloutDriver: Sendable {
             let state = try await withSession(host, sessions) { session in
                 try await HostObserver.observe(ObserveScript(root: host.root, files: [], listedFolders: []), on: session).state
             }
+            sessions.remember(state.manifest.manifest, of: host.id)
             let linked = Planner.versionFromLink(state.slotTarget(component: record.component, slot: record.canarySlot), component: record.component) == record.toVersion
             hostsSeen.append(RolloutHostObservation(
                 host: host.host, canaryLinked: linked,
@@ -321,21 +347,25 @@ public struct RolloutDriver: Sendable {
         return results
     }
 
+    /// Writes a host's manifest whole, in one command.
+    static func writeManifest(_ data: Data, root: String, on session: SSHSession) async throws {
+        _ = try await session.run(RemoteScripts.writeSmallFile(root: root, path: HostManifest.path, sha256: SHA256.hex(data), mode: 0o644), stdin: data)
+    }
+
     /// The weights are desired state: every host's manifest records them
     /// first (so plan and drift keep them), then the gateway serves them.
     func setWeight(_ weight: Int, record: RolloutRecord, sessions: Sessions) async throws {
         for host in hosts {
-            try await withSession(host, sessions) { session in
-                let state = try await HostObserver.observe(ObserveScript(root: host.root, files: [], listedFolders: []), on: session).state
-                guard var manifest = state.manifest.manifest, let current = manifest.components[record.component] else {
-                    throw HostFailure(region: host.region, host: host.host, reason: "its manifest has no entry for \(record.component); run `meridian apply`")
-                }
-                manifest.components[record.component] = RolloutRecords.split(current, canary: record.canarySlot, weight: weight)
-                manifest.revision = run.map { "run \($0.rawValue)" } ?? manifest.revision
-                let data = manifest.encoded()
-                _ = try await session.upload(data, to: RemoteScripts.join(host.root, HostManifest.path), mode: 0o644)
-                if let run { _ = try await store.recordManifest(run: run, region: host.region, host: host.host, manifest: data) }
+            // The manifest as this decision's observation saw it; nothing else changes it while the region's lease is held.
+            guard var manifest = sessions.manifest(of: host.id), let current = manifest.components[record.component] else {
+                throw HostFailure(region: host.region, host: host.host, reason: "its manifest has no entry for \(record.component); run `meridian apply`")
             }
+            manifest.components[record.component] = RolloutRecords.split(current, canary: record.canarySlot, weight: weight)
+            manifest.revision = run.map { "run \($0.rawValue)" } ?? manifest.revision
+            let data = manifest.encoded()
+            try await withSession(host, sessions) { session in try await Self.writeManifest(data, root: host.root, on: session) }
+            sessions.remember(manifest, of: host.id)
+            if let run { _ = try await store.recordManifest(run: run, region: host.region, host: host.host, manifest: data) }
         }
         try await gateway?.setWeight(component: record.component, canary: record.canarySlot, weight: weight)
     }

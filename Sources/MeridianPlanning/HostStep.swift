@@ -19,6 +19,9 @@ public enum HostStep: Sendable, Equatable {
     case startComponent(component: String, slot: SlotName)
     /// Asks the slot at the host's service address, through the SSH connection.
     case healthCheck(component: String, slot: SlotName, address: String, port: Int, path: String)
+    /// Sends the component's smoke probes straight to the slot, through the
+    /// SSH connection (a recreate upgrade's check after its health check).
+    case smokeTest(component: String, slot: SlotName)
     /// Puts the gateway's new nginx configuration in place: written under
     /// router/, checked with `nginx -t`, swapped, nginx started or reloaded,
     /// and confirmed serving (`GatewayActivation`).
@@ -36,6 +39,7 @@ public enum HostStep: Sendable, Equatable {
         case .linkSlot(let component, let slot, let version): return "point slot \(component)/\(slot.rawValue) at \(version)"
         case .startComponent(let component, let slot): return "start \(component) (\(slot.rawValue))"
         case .healthCheck(let component, let slot, let address, let port, let path): return "health-check \(component) (\(slot.rawValue)) on \(HostPort(address, port)) \(path)"
+        case .smokeTest(let component, let slot): return "smoke-probe \(component) (\(slot.rawValue))"
         case .activateGateway: return "check, put in place and reload the gateway configuration \(GatewayConfig.path)"
         case .writeManifest: return "write \(HostManifest.path)"
         }
@@ -84,6 +88,7 @@ public enum HostStep: Sendable, Equatable {
                 switch action.strategy ?? .recreate {
                 case .recreate:
                     steps.append(.healthCheck(component: layout.component, slot: slot, address: layout.address, port: layout.port(slot), path: layout.healthPath))
+                    if !layout.smoke.isEmpty { steps.append(.smokeTest(component: layout.component, slot: slot)) }
                 case .blueGreen, .canary:
                     // The rollout health-checks and smoke-probes the idle slot as its own phases, so a
                     // failure there returns the region to its stable slot instead of failing a host step.

@@ -7,8 +7,11 @@ public enum GatewayActivationOutcome: Sendable, Equatable {
     case started(pid: Int)
     /// The running nginx (its master's pid) was told to reload; its error log
     /// was `errorLogOffset` bytes long just before, so a failed reload's
-    /// messages are what follows.
-    case reloaded(pid: Int, errorLogOffset: Int)
+    /// messages are what follows. `settled`: before answering, the script saw
+    /// new workers accept connections and every old one stop accepting.
+    /// `accessLogOffset`: the access log's length just before the reload, so
+    /// the lines of the new split are what follows.
+    case reloaded(pid: Int, errorLogOffset: Int, settled: Bool = false, accessLogOffset: Int? = nil)
     /// `nginx -t` refused the new configuration; the live one is untouched.
     case checkFailed(String)
     /// nginx did not start; its message.
@@ -50,6 +53,7 @@ public struct GatewayScripts: Sendable, Equatable {
         hx() { od -An -v -tx1 | tr -d ' \\n'; }
         report() { printf 'gateway %s x' "$1"; printf '%s' "$2" | hx; printf '\\n'; }
         \(ProcessLiveness.shellFunction)
+        \(Self.acceptingFunction)
         set --
         if [ "$(id -u)" = 0 ]; then set -- -g "user $(id -un);"; fi
 
@@ -91,7 +95,26 @@ public struct GatewayScripts: Sendable, Equatable {
         # A pid file can outlive its nginx and name a recycled pid: only an nginx master counts.
         if [ -n "$pid" ] && alive "$pid" && { [ ! -r "/proc/$pid/cmdline" ] || tr '\\000' ' ' < "/proc/$pid/cmdline" | grep -q '^nginx: master'; }; then
           size=$(wc -c < "$err" 2>/dev/null | tr -dc 0-9)
-          if kill -s HUP "$pid" 2>/dev/null; then echo "gateway reloaded $pid ${size:-0}"; exit 0; fi
+          asize=$(wc -c < "$p"logs/access.log 2>/dev/null | tr -dc 0-9)
+          old=$(accepting "$pid")
+          if kill -s HUP "$pid" 2>/dev/null; then
+            # Wait here (bounded, 5 s) until new workers accept and no old one does, so a
+            # fresh connection after this answer can only reach the new configuration.
+            settled=0
+            i=0
+            while [ "$i" -lt 100 ]; do
+              now=$(accepting "$pid")
+              if [ -n "$now" ]; then
+                settled=1
+                for o in $old; do case " $now " in *" $o "*) settled=0 ;; esac; done
+                [ "$settled" = 1 ] && break
+              fi
+              sleep 0.05
+              i=$((i + 1))
+            done
+            echo "gateway reloaded $pid ${size:-0} $settled ${asize:-0}"
+            exit 0
+          fi
         fi
         rm -f -- "$pidf"
         if ! out=$(nginx -p "$p" -c "$conf" -e "$err" "$@" 2>&1 </dev/null); then
@@ -120,33 +143,58 @@ public struct GatewayScripts: Sendable, Equatable {
     /// without a process per entry.
     public static func acceptingWorkers(master pid: Int) -> String {
         """
+        \(acceptingFunction)
         n=0
-        for d in /proc/[0-9]*; do
-          s=
-          { read -r s < "$d/stat"; } 2>/dev/null || continue
-          s=${s##*) }
-          set -- $s
-          [ "${2:-}" = \(pid) ] || continue
-          t=$(tr '\\000' ' ' < "$d/cmdline" 2>/dev/null)
-          case $t in
-            "nginx: worker process is shutting down"*) ;;
-            "nginx: worker process"*) n=$((n + 1)) ;;
-          esac
-        done
+        for w in $(accepting \(pid)); do n=$((n + 1)); done
         echo "workers $n"
 
         """
     }
 
+    /// The sh function `accepting MASTER`: the pids of that master's workers
+    /// that still accept connections, one line. The master's children come
+    /// from /proc/PID/task/PID/children where the kernel has it (no scan of
+    /// every process), else from every process's parent in /proc.
+    static let acceptingFunction = """
+    accepting() {
+      m=$1
+      out=
+      kids=
+      if [ -r "/proc/$m/task/$m/children" ]; then
+        read -r kids < "/proc/$m/task/$m/children" || :
+      else
+        for d in /proc/[0-9]*; do
+          s=
+          { read -r s < "$d/stat"; } 2>/dev/null || continue
+          s=${s##*) }
+          set -- $s
+          [ "${2:-}" = "$m" ] && kids="$kids ${d#/proc/}"
+        done
+      fi
+      for k in $kids; do
+        t=$(tr '\\000' ' ' < "/proc/$k/cmdline" 2>/dev/null)
+        case $t in
+          "nginx: worker process is shutting down"*) ;;
+          "nginx: worker process"*) out="$out $k" ;;
+        esac
+      done
+      echo $out
+    }
+    """
+
     /// At most the last `limit` lines of the access log whose time (`$msec`,
     /// the first field, in seconds) lies in the window [from, to) given in
     /// milliseconds since 1970, widened by 1 ms each side for awk's floating
     /// point; the analysis keeps the window exactly. A missing log prints nothing.
-    public func accessLogWindow(from: Int64, to: Int64, limit: Int = 500_000) -> String {
+    /// `offset` skips the log's first bytes (its length when the window's
+    /// split went live), unless the log is shorter now (it was rotated).
+    public func accessLogWindow(from: Int64, to: Int64, offset: Int = 0, limit: Int = 500_000) -> String {
         """
         log=\(ShellQuoting.quote(prefix + "logs/access.log"))
         [ -f "$log" ] || exit 0
-        awk -F '\\t' -v a=\(from - 1) -v b=\(to + 1) '$1 ~ /^[0-9]+(\\.[0-9]+)?$/ { t = $1 * 1000; if (t >= a && t < b) print }' "$log" | tail -n \(max(1, limit))
+        off=\(max(0, offset))
+        [ "$(wc -c < "$log" | tr -dc 0-9)" -ge "$off" ] || off=0
+        tail -c +$((off + 1)) "$log" | awk -F '\\t' -v a=\(from - 1) -v b=\(to + 1) '$1 ~ /^[0-9]+(\\.[0-9]+)?$/ { t = $1 * 1000; if (t >= a && t < b) print }' | tail -n \(max(1, limit))
 
         """
     }
@@ -175,7 +223,10 @@ public struct GatewayScripts: Sendable, Equatable {
         case "started":
             if fields.count == 3, let pid = Int(fields[2]) { return .success(.started(pid: pid)) }
         case "reloaded":
-            if fields.count == 4, let pid = Int(fields[2]), let offset = Int(fields[3]) { return .success(.reloaded(pid: pid, errorLogOffset: offset)) }
+            if (4...6).contains(fields.count), let pid = Int(fields[2]), let offset = Int(fields[3]) {
+                return .success(.reloaded(pid: pid, errorLogOffset: offset, settled: fields.count >= 5 && fields[4] == "1",
+                                          accessLogOffset: fields.count == 6 ? Int(fields[5]) : nil))
+            }
         case "check-failed":
             if let text = message() { return .success(.checkFailed(text)) }
         case "start-failed":

@@ -27,7 +27,7 @@ import MeridianBasics
         }
         let check = index("if ! out=$(nginx -t -q -p \"$p\" -c \"$new\" -e \"$err\" \"$@\" 2>&1 </dev/null); then")
         let swap = index("mv -f -- \"$new\" \"$conf\" || { report failed \"cannot rename $new to $conf\"; exit 0; }")
-        let reload = index("  if kill -s HUP \"$pid\" 2>/dev/null; then echo \"gateway reloaded $pid ${size:-0}\"; exit 0; fi")
+        let reload = index("  if kill -s HUP \"$pid\" 2>/dev/null; then")
         let start = index("if ! out=$(nginx -p \"$p\" -c \"$conf\" -e \"$err\" \"$@\" 2>&1 </dev/null); then")
         #expect(index("p=/srv/meridian/router/") < check)
         #expect(check < swap && swap < reload && reload < start)

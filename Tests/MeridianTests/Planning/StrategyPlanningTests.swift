@@ -33,6 +33,17 @@ import MeridianModel
         #expect(action.strategy == .recreate && action.slot == .blue)
     }
 
+    @Test func aRecreateUpgradeSmokeProbesTheSlotAfterItsHealthCheck() {
+        let probe = SmokeProbe(name: "models", path: "/v1/models", expectBodyContains: "inference")
+        let (desired, _, plan) = upgrade(.recreate, smoke: [probe])
+        let steps = HostStep.steps(for: plan, desired: desired, rewriteSensitive: [], writeManifest: true)
+        let health = steps.firstIndex { if case .healthCheck(let component, .blue, _, _, _) = $0 { return component == "inference" } else { return false } }
+        let smoke = steps.firstIndex(of: .smokeTest(component: "inference", slot: .blue))
+        #expect(health != nil && smoke == health.map { $0 + 1 }, "\(steps)")
+        let (plain, _, plainPlan) = upgrade(.recreate)
+        #expect(!HostStep.steps(for: plainPlan, desired: plain, rewriteSensitive: [], writeManifest: true).contains { if case .smokeTest = $0 { return true } else { return false } })
+    }
+
     @Test func aFirstInstallHasNoTrafficToMoveAndIsARecreate() throws {
         var desired = PlanFixtures.desiredHost(region: "us-east", host: "h1", address: "10.0.2.11", inference: "1.3.0", maxTokens: 1, chunk: 1, rules: ["r"])
         desired.components[0].strategy = .canary
