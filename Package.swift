@@ -79,12 +79,13 @@ let package = Package(
         ),
 
         // The command-line interface: parses arguments, calls the engine,
-        // and is the only code that prints.
+        // and is the only code that prints. `meridian sandbox` runs the
+        // fleet's loopback hosts through MeridianTestHosts.
         .target(
             name: "MeridianCLI",
             dependencies: [
                 "MeridianModel", "MeridianLoading", "MeridianPlanning", "MeridianEngine",
-                "MeridianSSH", "MeridianState", "MeridianPostgresState", "MeridianBasics",
+                "MeridianSSH", "MeridianState", "MeridianPostgresState", "MeridianBasics", "MeridianTestHosts",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -94,7 +95,7 @@ let package = Package(
         .executableTarget(name: "meridian", dependencies: ["MeridianCLI"]),
 
         // Real sshd processes (and the nginx gateway steps start on them) on
-        // loopback addresses, the example stack laid out in test fleets, HTTP
+        // loopback addresses, the local sandbox of a loopback fleet, the example stack laid out in test fleets, HTTP
         // backends and a keep-alive client, for integration tests, benchmarks
         // and by-hand use, and what every test target shares: bounded polling
         // and a seeded random generator.

@@ -197,6 +197,8 @@ enum ApplyProgress {
             Output.line("[\(region)] \(host): \(step)" + (error.map { " — FAILED: \($0)" } ?? " — ok"))
         case .hostFinished(let region, let host, let error):
             Output.line("[\(region)] \(host): " + (error == nil ? "done" : "failed"))
+        case .waveStarted(let wave, let regions):
+            Output.line("— wave \(wave): \(regions.joined(separator: ", "))")
         case .waitingForApproval(let wave):
             Output.line("wave \(wave) waits for approval: run `meridian rollout promote --wave \(wave)`")
         case .rollout(.transition(let region, let component, let from, let to, let effect)):

@@ -65,6 +65,8 @@ final class ApplyEventStream: @unchecked Sendable {
             emit("host_done", ["region": region, "host": host])
         case .hostFinished(let region, let host, let error?):
             emit("host_failed", ["region": region, "host": host, "error": error])
+        case .waveStarted(let wave, let regions):
+            emit("wave_started", ["wave": wave, "regions": regions])
         case .waitingForApproval(let wave):
             emit("wave_waiting_for_approval", ["wave": wave])
         case .rollout(.transition(let region, let component, let from, let to, let effect)):

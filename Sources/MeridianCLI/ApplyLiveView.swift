@@ -64,6 +64,9 @@ final class ApplyLiveView: @unchecked Sendable {
                 $0.current[host] = nil
                 if error != nil { $0.failed.insert(host) }
             }
+        case .waveStarted:
+            // The approval it waited for, if any, is given.
+            for index in regions.indices { regions[index].current["wave"] = nil }
         case .waitingForApproval(let wave):
             for index in regions.indices { regions[index].current["wave"] = "wave \(wave) waits for `meridian rollout promote --wave \(wave)`" }
         case .rollout(.transition(let region, let component, _, let to, _)):

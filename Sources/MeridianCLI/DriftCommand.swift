@@ -194,10 +194,13 @@ final class DriftJob: @unchecked Sendable {
             let direct = decided.filter { if case .removeStaleLock = $0 { return true } else { return false } }
             if !direct.isEmpty { outcomes += try await DriftRemediator(engine: engine).execute(direct) }
             if let remediation, remediation.remedies.contains(where: { if case .throughApply = $0 { return true } else { return false } }) {
+                // Remediation puts back exactly what was applied; a wave's approval gates new
+                // changes, not that, and with no one to approve it would wait silently forever.
                 let apply = ApplyEngine(planning: planning,
                                         store: engine.store,
                                         secrets: secrets,
-                                        parallelism: engine.parallelism)
+                                        parallelism: engine.parallelism,
+                                        rollouts: RolloutOptions(autoApprove: true))
                 outcomes += try await DriftRemediator.applyThroughApply(remediation, apply: apply)
             }
         } catch {

@@ -54,6 +54,8 @@ extension ApplyEngine {
                 events(.waitingForApproval(wave: wave.name))
                 try await awaitApproval(wave.name)
             }
+            let starting = wave.regions.filter(changing.contains)
+            if !starting.isEmpty { events(.waveStarted(wave: wave.name, regions: starting)) }
             let engine = self
             let results = await withTaskGroup(of: (String, [HostID: Result<Bool, HostFailure>], RegionApplyResult?).self) { group in
                 var pending = wave.regions[...]

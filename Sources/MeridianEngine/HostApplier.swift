@@ -33,6 +33,8 @@ public enum ApplyEvent: Sendable {
     case hostFinished(region: String, host: String, error: String?)
     /// A wave with `approval: true` waits for `meridian rollout promote`.
     case waitingForApproval(wave: String)
+    /// A wave starts changing its regions (those of it with changes, in the fleet's order).
+    case waveStarted(wave: String, regions: [String])
     case rollout(RolloutEvent)
 }
 

@@ -167,16 +167,18 @@ public final class TestHostCluster: @unchecked Sendable {
     /// Waits (bounded, about 5 s) until every pid has exited (gone or a zombie).
     static func waitUntilGone(_ pids: [pid_t]) {
         for _ in 0..<500 {
-            let alive = pids.contains { pid in
-                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
-                // The state follows the parenthesised command name.
-                guard let close = stat.lastIndex(of: ")") else { return false }
-                let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
-                return state != "Z" && state != "X"
-            }
-            if !alive { return }
+            if !pids.contains(where: isRunning) { return }
             usleep(10_000)
         }
+    }
+
+    /// Whether `pid` is alive and not a zombie (a killed process its parent has not reaped yet runs no more).
+    public static func isRunning(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+        // The state follows the parenthesised command name.
+        guard let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+        return state != "Z" && state != "X"
     }
 
     /// SIGSTOPs the host's sshd and its sessions: TCP still connects (the
@@ -359,12 +361,7 @@ public final class TestHostCluster: @unchecked Sendable {
         HostKey \(hostKey)
         PidFile \(host.pidFile)
         AuthorizedKeysFile \(authorizedKeys)
-        PermitRootLogin prohibit-password
-        PubkeyAuthentication yes
-        PasswordAuthentication no
-        KbdInteractiveAuthentication no
-        UsePAM no
-        StrictModes no
+        \(keyOnlyLogin)
         MaxStartups 1000
         MaxSessions 1000
         AllowTcpForwarding yes
@@ -376,6 +373,16 @@ public final class TestHostCluster: @unchecked Sendable {
 
         """
     }
+
+    /// Public-key logins only, root included, with keys in a scratch folder (no PAM, no mode checks).
+    static let keyOnlyLogin = """
+        PermitRootLogin prohibit-password
+        PubkeyAuthentication yes
+        PasswordAuthentication no
+        KbdInteractiveAuthentication no
+        UsePAM no
+        StrictModes no
+        """
 
     static func tail(_ path: String) -> String {
         let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? "(no log)"
