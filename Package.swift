@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
@@ -54,10 +55,18 @@ let package = Package(
         ),
 
         // The one owner of the database: runs, journal, applied manifests,
-        // hash-chained audit log, leases, drift history — behind a protocol.
+        // hash-chained audit log, leases, drift history, rollouts — behind a protocol.
         .target(
             name: "MeridianState",
             dependencies: ["MeridianBasics", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+
+        // The shared PostgreSQL store on postgres-nio; only this target imports
+        // PostgresNIO, and it keeps no rule of its own (the rules live in
+        // MeridianState and are shared with SQLite).
+        .target(
+            name: "MeridianPostgresState",
+            dependencies: ["MeridianState", "MeridianBasics", .product(name: "PostgresNIO", package: "postgres-nio")]
         ),
 
         // Carries out decisions: observes hosts, applies plans, detects drift.
@@ -75,7 +84,7 @@ let package = Package(
             name: "MeridianCLI",
             dependencies: [
                 "MeridianModel", "MeridianLoading", "MeridianPlanning", "MeridianEngine",
-                "MeridianSSH", "MeridianState", "MeridianBasics",
+                "MeridianSSH", "MeridianState", "MeridianPostgresState", "MeridianBasics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -111,7 +120,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MeridianStateTests",
-            dependencies: ["MeridianState", "MeridianBasics", "MeridianTestHosts", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["MeridianState", "MeridianPostgresState", "MeridianTestHosts", "MeridianBasics", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "MeridianEngineTests",

@@ -6,7 +6,7 @@ public struct MeridianCommand: AsyncParsableCommand {
         commandName: "meridian",
         abstract: "Keep regional AI instances in sync over SSH, from a git repository of fleet files.",
         version: MeridianVersion.current,
-        subcommands: [ValidateCommand.self, RoutesCommand.self, BundleCommand.self, PlanCommand.self, ApplyCommand.self, StatusCommand.self, DriftCommand.self, HostsCommand.self, TrustCommand.self, AuditCommand.self, UnlockCommand.self, RolloutCommandGroup.self]
+        subcommands: [ValidateCommand.self, RoutesCommand.self, BundleCommand.self, PlanCommand.self, ApplyCommand.self, StatusCommand.self, DriftCommand.self, HostsCommand.self, TrustCommand.self, AuditCommand.self, UnlockCommand.self, RolloutCommandGroup.self, StateCommand.self]
     )
 
     public init() {}

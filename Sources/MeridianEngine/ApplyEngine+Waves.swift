@@ -118,8 +118,8 @@ extension ApplyEngine {
         var rolledBack: [String] = []
         var failures: [HostFailure] = []
         // The region's gateways move the traffic of components they route; the others' weights live in the manifests only.
-        let gateway = NginxRegionGateway(planning: planning, store: store, run: run, hosts: hosts)
-        defer { Task { await gateway.close() } }
+        let sessions = RolloutDriver.Sessions()
+        let gateway = NginxRegionGateway(planning: planning, store: store, run: run, hosts: hosts, sessions: sessions)
         let work = starts.map(RolloutWork.start) + unfinished.map(RolloutWork.resume)
         for item in work {
             do {
@@ -131,7 +131,8 @@ extension ApplyEngine {
                 let start = try RolloutRecords.decode(stored)
                 let driver = RolloutDriver(planning: planning, store: store, identity: identity, run: run, timings: timings,
                                            gateway: gateway.routes(start.component) ? gateway : nil,
-                                           hosts: hosts.filter { $0.components.contains { $0.component == start.component } }, commandPoll: rollouts.commandPoll)
+                                           hosts: hosts.filter { $0.components.contains { $0.component == start.component } }, commandPoll: rollouts.commandPoll,
+                                           sessions: sessions)
                 let end = try await driver.drive(stored) { event in events(.rollout(event)) }
                 switch end.phase {
                 case .promoted: continue
@@ -146,6 +147,7 @@ extension ApplyEngine {
             // A failed component stops the region's other rollouts: the wave is stopped anyway.
             if !failures.isEmpty || !rolledBack.isEmpty { break }
         }
+        await sessions.closeAll()
         if !failures.isEmpty { return .failed(failures) }
         if !rolledBack.isEmpty { return .rolledBack(rolledBack) }
         return .applied(hostsChanged: regionPlan.hosts.filter(\.hasChanges).count, hosts: regionPlan.hosts.count)

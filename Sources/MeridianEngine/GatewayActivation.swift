@@ -63,7 +63,7 @@ public enum GatewayActivation {
         case .startFailed(let message): throw GatewayActivationError.startFailed(host: host, message: message)
         case .failed(let message): throw GatewayActivationError.failed(host: host, message: message)
         case .started: logOffset = 0
-        case .reloaded(_, let offset, _): logOffset = offset
+        case .reloaded(_, let offset, _, _): logOffset = offset
         }
         let expected = config.identity
         var serving: String?
@@ -85,7 +85,7 @@ public enum GatewayActivation {
     /// after a fresh start there are no old workers.
     static func oldWorkersStopped(_ outcome: GatewayActivationOutcome, on session: SSHSession) async throws -> Bool {
         // The activation script waited for the old workers itself unless it ran out of time.
-        guard case .reloaded(let pid, _, let settled) = outcome, !settled else { return true }
+        guard case .reloaded(let pid, _, let settled, _) = outcome, !settled else { return true }
         let output = try await session.exec(RemoteCommand(["sh", "-c", GatewayScripts.acceptingWorkers(master: pid)])).stdoutText
         guard let line = output.split(separator: "\n").last(where: { $0.hasPrefix("workers ") }),
               let count = Int(line.dropFirst("workers ".count)) else { return false }

@@ -19,22 +19,24 @@ public final class NginxRegionGateway: RegionGateway, @unchecked Sendable {
     private let lock = NSLock()
     /// The region's gateway hosts, each with the configuration it serves (or is to serve).
     private var gateways: [DesiredHostState]
-    private let sessions = RolloutDriver.Sessions()
+    /// Shared with the rollouts' drivers: one session per host, and the manifest each host showed last.
+    private let sessions: RolloutDriver.Sessions
+    /// Per gateway host, the access log's length when the split now served went live.
+    private var logOffsets: [HostID: Int] = [:]
 
     /// - Parameter hosts: the region's hosts, rendered at the recorded splits; those with a gateway are used.
-    public init(planning: PlanEngine, store: any StateStore, run: RunID?, hosts: [DesiredHostState]) {
+    public init(planning: PlanEngine, store: any StateStore, run: RunID?, hosts: [DesiredHostState], sessions: RolloutDriver.Sessions) {
         self.planning = planning
         self.store = store
         self.run = run
         self.gateways = hosts.filter { $0.gateway != nil }
+        self.sessions = sessions
     }
 
     /// Whether the region has a gateway that routes `component`.
     public func routes(_ component: String) -> Bool {
         lock.withLock { gateways.contains { $0.gateway?.split(of: component) != nil } }
     }
-
-    public func close() async { await sessions.closeAll() }
 
     func current() -> [DesiredHostState] { lock.withLock { gateways } }
 
@@ -72,12 +74,16 @@ public final class NginxRegionGateway: RegionGateway, @unchecked Sendable {
         for host in current() {
             guard let config = host.gateway?.withSplit(split, for: component) else { continue }
             let next = host.withGateway(config)
-            try await withSession(host) { session in
+            let report = try await withSession(host) { session in
                 try await recordConfiguration(next, on: session)
-                _ = try await GatewayActivation.activate(config, root: host.root, on: session, host: host.id.description)
+                return try await GatewayActivation.activate(config, root: host.root, on: session, host: host.id.description)
             }
             lock.withLock {
                 if let index = gateways.firstIndex(where: { $0.id == host.id }) { gateways[index] = next }
+                switch report.outcome {
+                case .reloaded(_, _, _, let offset?): logOffsets[host.id] = offset
+                case .started, .reloaded, .checkFailed, .startFailed, .failed: logOffsets[host.id] = nil
+                }
             }
         }
     }
@@ -86,8 +92,12 @@ public final class NginxRegionGateway: RegionGateway, @unchecked Sendable {
     /// to the host and recorded in the store.
     func recordConfiguration(_ host: DesiredHostState, on session: SSHSession) async throws {
         guard let config = host.gateway else { return }
-        let state = try await HostObserver.observe(ObserveScript(root: host.root, files: [], listedFolders: []), on: session).state
-        guard var manifest = state.manifest.manifest else {
+        // The manifest the host showed last (the rollout observed or wrote it, and the region's lease keeps others off).
+        var known = sessions.manifest(of: host.id)
+        if known == nil {
+            known = try await HostObserver.observe(ObserveScript(root: host.root, files: [], listedFolders: []), on: session).state.manifest.manifest
+        }
+        guard var manifest = known else {
             throw HostFailure(region: host.region, host: host.host, reason: "it has no manifest to record the gateway configuration in; run `meridian apply`")
         }
         let previous = manifest.files[GatewayConfig.path]
@@ -96,6 +106,7 @@ public final class NginxRegionGateway: RegionGateway, @unchecked Sendable {
         manifest.revision = run.map { "run \($0.rawValue)" } ?? manifest.revision
         let data = manifest.encoded()
         try await RolloutDriver.writeManifest(data, root: host.root, on: session)
+        sessions.remember(manifest, of: host.id)
         if let run { _ = try await store.recordManifest(run: run, region: host.region, host: host.host, manifest: data) }
     }
 
@@ -107,8 +118,9 @@ public final class NginxRegionGateway: RegionGateway, @unchecked Sendable {
         }
         var text = ""
         for host in current() {
+            let offset = lock.withLock { logOffsets[host.id] } ?? 0
             let lines = try await withSession(host) { session in
-                try await session.exec(RemoteCommand(["sh", "-c", GatewayScripts(root: host.root).accessLogWindow(from: from, to: to)])).stdoutText
+                try await session.exec(RemoteCommand(["sh", "-c", GatewayScripts(root: host.root).accessLogWindow(from: from, to: to, offset: offset)])).stdoutText
             }
             text += lines.hasSuffix("\n") || lines.isEmpty ? lines : lines + "\n"
         }

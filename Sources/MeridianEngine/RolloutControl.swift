@@ -111,13 +111,15 @@ public struct RolloutControl: Sendable {
         var ended: [RolloutRecord] = []
         do {
             let regionHosts = try await renderedAtRecordedSplits(region: region)
-            let gateway = NginxRegionGateway(planning: planning, store: store, run: run.id, hosts: regionHosts)
-            defer { Task { await gateway.close() } }
+            let sessions = RolloutDriver.Sessions()
+            let gateway = NginxRegionGateway(planning: planning, store: store, run: run.id, hosts: regionHosts, sessions: sessions)
+            defer { Task { await sessions.closeAll() } }
             for stored in rollouts {
                 let record = try RolloutRecords.decode(stored)
                 let hosts = regionHosts.filter { $0.components.contains { $0.component == record.component } }
                 let driver = RolloutDriver(planning: planning, store: store, identity: identity, run: run.id, timings: timings,
-                                           gateway: gateway.routes(record.component) ? gateway : nil, hosts: hosts, commandPoll: options.commandPoll)
+                                           gateway: gateway.routes(record.component) ? gateway : nil, hosts: hosts, commandPoll: options.commandPoll,
+                                           sessions: sessions)
                 ended.append(try await driver.drive(stored, events: events))
             }
         } catch {

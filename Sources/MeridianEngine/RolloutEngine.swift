@@ -51,8 +51,12 @@ public struct RolloutDriver: Sendable {
     public let commandPoll: Duration
     /// Every decision made, at most; a bound, never reached by a rollout that ends.
     public let maximumDecisions: Int
+    /// Sessions shared with the region's gateway (and the rollouts after this
+    /// one), closed by whoever made them; nil: this driver opens and closes its own.
+    let shared: Sessions?
 
-    public init(planning: PlanEngine, store: any StateStore, identity: ProcessIdentity, run: RunID?, timings: ApplyTimings, gateway: (any RegionGateway)?, hosts: [DesiredHostState], commandPoll: Duration = .milliseconds(200), maximumDecisions: Int = 100_000) {
+    public init(planning: PlanEngine, store: any StateStore, identity: ProcessIdentity, run: RunID?, timings: ApplyTimings, gateway: (any RegionGateway)?, hosts: [DesiredHostState], commandPoll: Duration = .milliseconds(200), maximumDecisions: Int = 100_000, sessions: Sessions? = nil) {
+        self.shared = sessions
         self.planning = planning
         self.store = store
         self.identity = identity
@@ -66,7 +70,9 @@ public struct RolloutDriver: Sendable {
 
     /// Open sessions by host, reopened when one drops, and the manifest each
     /// host showed when last observed (what a weight change starts from).
-    final class Sessions: @unchecked Sendable {
+    public final class Sessions: @unchecked Sendable {
+        public init() {}
+
         private let lock = NSLock()
         private var open: [HostID: SSHSession] = [:]
         private var manifests: [HostID: HostManifest] = [:]
@@ -98,7 +104,7 @@ public struct RolloutDriver: Sendable {
             await session?.close()
         }
 
-        func closeAll() async {
+        public func closeAll() async {
             let all = lock.withLock { () -> [SSHSession] in
                 defer { open.removeAll() }
                 return Array(open.values)
@@ -112,13 +118,13 @@ public struct RolloutDriver: Sendable {
     /// Drives the stored rollout until it ends, or throws `RolloutInterrupted`
     /// when a host or the gateway cannot be reached (the record then stays).
     public func drive(_ stored: StoredRollout, events: @escaping @Sendable (RolloutEvent) -> Void = { _ in }) async throws -> RolloutRecord {
-        let sessions = Sessions()
+        let sessions = shared ?? Sessions()
         do {
             let record = try await loop(stored, sessions: sessions, events: events)
-            await sessions.closeAll()
+            if shared == nil { await sessions.closeAll() }
             return record
         } catch {
-            await sessions.closeAll()
+            if shared == nil { await sessions.closeAll() }
             throw error
         }
     }

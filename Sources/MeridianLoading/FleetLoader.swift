@@ -28,6 +28,20 @@ public struct FleetLoader: Sendable {
 
     public init(root: URL) { self.init(fileSystem: LocalFleetFileSystem(root: root)) }
 
+    /// Only meridian.yaml's `state:`, for commands that need the state store
+    /// but not the rest of the fleet (audit, status, unlock).
+    public func stateSetting() -> (StateSetting?, Diagnostics) {
+        var diagnostics = Diagnostics()
+        guard fileSystem.isFile(FleetLoader.settingsFile),
+              let data = try? fileSystem.read(FleetLoader.settingsFile),
+              let node = YAMLDocument.parse(data, file: FleetLoader.settingsFile, into: &diagnostics),
+              case .mapping(let top) = node, let stateNode = top["state"] else { return (nil, Diagnostics()) }
+        var reader = NodeReader(file: FleetLoader.settingsFile)
+        let setting = SettingsReader.readState(stateNode, &reader)
+        diagnostics.append(contentsOf: reader.diagnostics)
+        return (setting, diagnostics)
+    }
+
     /// Loads and validates the fleet; `fleet` is nil only when a file could not be read at all.
     public func load() -> LoadedFleet {
         var diagnostics = Diagnostics()

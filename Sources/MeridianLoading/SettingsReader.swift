@@ -5,7 +5,7 @@ import Yams
 
 /// Reads `meridian.yaml` into `FleetSettings`, with defaults for what is unset.
 enum SettingsReader {
-    static let keys = ["version", "name", "defaults", "components", "platform", "waves", "residency"]
+    static let keys = ["version", "name", "defaults", "components", "platform", "waves", "residency", "state"]
 
     static func read(_ node: Node, _ r: inout NodeReader) -> FleetSettings? {
         guard let top = r.mapping(node, "", known: keys, required: ["name", "components"], what: "a mapping with name, defaults, components, platform, waves and residency") else { return nil }
@@ -43,7 +43,59 @@ enum SettingsReader {
             }
         }
         let residency = top["residency"].map { readResidency($0, &r) } ?? ResidencySettings()
-        return FleetSettings(name: name, defaults: defaults, components: components, platform: platform, waves: waves, residency: residency)
+        let state = top["state"].flatMap { readState($0, &r) }
+        return FleetSettings(name: name, defaults: defaults, components: components, platform: platform, waves: waves, residency: residency, state: state)
+    }
+
+    /// `state: .meridian/state.db`, `state: postgresql://…`, or
+    /// `state: {url: postgresql://…, password: env:NAME}`. A fleet file is
+    /// shared and reviewed in the open: a password written into it is refused,
+    /// and its value is never repeated in a message.
+    static func readState(_ node: Node, _ r: inout NodeReader) -> StateSetting? {
+        var locationNode = node
+        var password: SecretReference?
+        var path = "state"
+        if case .mapping = node {
+            path = "state.url"
+            guard let map = r.mapping(node, "state", known: ["url", "password"], required: ["url"], what: "a mapping with url and password") else { return nil }
+            guard let url = map["url"] else { return nil }
+            locationNode = url
+            if let secret = map["password"] {
+                guard let text = r.nonEmptyString(secret, "state.password", what: "a secret reference") else { return nil }
+                guard let reference = SecretReference(parsing: text) else {
+                    r.error(secret, "state.password", "expected a secret reference (env:NAME or file:PATH), not a password: never write the password itself into a fleet file")
+                    return nil
+                }
+                password = reference
+            }
+        }
+        guard case .scalar(let scalar) = locationNode, !scalar.string.isEmpty else {
+            r.error(locationNode, path, "expected a SQLite file inside the fleet (e.g. .meridian/state.db) or a postgresql:// URL")
+            return nil
+        }
+        let text = scalar.string
+        if PostgresURL.isPostgresURL(text) {
+            switch PostgresURL.parse(text) {
+            case .failure(let problem):
+                r.error(locationNode, path, "\(problem)")
+                return nil
+            case .success(let url):
+                if url.password != nil {
+                    r.error(locationNode, path, "the URL holds a password in clear (\(url.redacted)): remove it and give state.password: env:NAME, or set PGPASSWORD or ~/.pgpass where meridian runs")
+                    return nil
+                }
+                return StateSetting(location: text, password: password)
+            }
+        }
+        if password != nil {
+            r.error(locationNode, path, "a password only applies to a postgresql:// URL; a SQLite file needs none")
+            return nil
+        }
+        guard HostPaths.isRelativeClean(text) else {
+            r.error(locationNode, path, "a SQLite state file must be a relative path inside the fleet repository without '..' (e.g. .meridian/state.db); to keep it elsewhere pass --state or set MERIDIAN_STATE")
+            return nil
+        }
+        return StateSetting(location: text)
     }
 
     /// The names under `components:`, whether or not their declarations are valid.

@@ -82,14 +82,30 @@ public struct FleetSettings: Sendable, Equatable {
     public var platform: [String: Version]
     public var waves: [Wave]
     public var residency: ResidencySettings
+    /// Where the fleet's state store lives, when meridian.yaml says.
+    public var state: StateSetting?
 
-    public init(name: String, defaults: FleetDefaults, components: [Component], platform: [String: Version], waves: [Wave], residency: ResidencySettings) {
+    public init(name: String, defaults: FleetDefaults, components: [Component], platform: [String: Version], waves: [Wave], residency: ResidencySettings, state: StateSetting? = nil) {
         self.name = name
         self.defaults = defaults
         self.components = components
         self.platform = platform
         self.waves = waves
         self.residency = residency
+        self.state = state
+    }
+}
+
+/// meridian.yaml's `state:`: a SQLite file inside the fleet repository or a
+/// `postgresql://` URL, and for PostgreSQL an optional secret reference for
+/// the password. Invariant: `location` holds no password (validation refuses one).
+public struct StateSetting: Sendable, Equatable {
+    public var location: String
+    public var password: SecretReference?
+
+    public init(location: String, password: SecretReference? = nil) {
+        self.location = location
+        self.password = password
     }
 }
 

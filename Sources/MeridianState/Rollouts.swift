@@ -13,7 +13,7 @@ public struct RolloutID: RawRepresentable, Hashable, Comparable, Codable, Sendab
 /// engine's JSON, MeridianPlanning's `RolloutRecord`): it keeps the phase
 /// beside it so that unfinished rollouts can be found without decoding.
 /// Invariant: `terminal` rollouts are never changed again.
-public struct StoredRollout: Hashable, Sendable {
+public struct StoredRollout: Hashable, Codable, Sendable {
     public var id: RolloutID
     /// The run that started it.
     public var run: RunID?
@@ -40,7 +40,7 @@ public struct StoredRollout: Hashable, Sendable {
 
 /// One change of a rollout's record, journaled with it: which run made it,
 /// the phase before and after, and the effect the engine was to carry out.
-public struct RolloutTransition: Hashable, Sendable {
+public struct RolloutTransition: Hashable, Codable, Sendable {
     public var rollout: RolloutID
     /// 1 for the rollout's first record, then increasing by one.
     public var seq: Int
@@ -90,7 +90,7 @@ public struct RolloutUpdate: Hashable, Sendable {
 /// An operator's word to rollouts in progress (`rollout promote`, `abort`,
 /// `rollback`), queued until the run driving the rollout takes it.
 /// `subject` is a region name, or `wave:<name>` for a wave's approval.
-public struct RolloutCommandRecord: Hashable, Sendable {
+public struct RolloutCommandRecord: Hashable, Codable, Sendable {
     public var id: Int64
     public var subject: String
     public var command: String

@@ -21,6 +21,14 @@ enum SQLiteSchema {
         return migrator
     }
 
+    /// The append-only triggers of v1, recreated after a replacing import.
+    static let auditTriggers = """
+        CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        """
+
     /// The one key of keyed hashes of sensitive files (docs/state.md, "File hash key").
     static let v2 = """
         CREATE TABLE file_hash_key (

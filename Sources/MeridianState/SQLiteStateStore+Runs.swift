@@ -33,7 +33,7 @@ extension SQLiteStateStore {
         return try await write { db in
             let now = self.clock.now()
             let run = try Self.fetchRun(db, id, rows: rows)
-            guard run.isRunning else { throw StateStoreError.runAlreadyFinished(run) }
+            try RunRules.checkRunning(run)
             try db.execute(
                 sql: "UPDATE runs SET finished_at = ?, outcome = ?, exit_code = ?, summary = ? WHERE id = ?",
                 arguments: [now.rawValue, outcome.rawValue, exitCode, summary, id.rawValue]
@@ -68,7 +68,6 @@ extension SQLiteStateStore {
 
     public func abandonedRuns() async throws -> [RunRecord] {
         let now = clock.now()
-        let thisHost = ProcessIdentity.currentHostName()
         let rows = self.rows
         let candidates = try await read { db in
             try Row.fetchAll(
@@ -79,12 +78,9 @@ extension SQLiteStateStore {
                     FROM runs WHERE outcome IS NULL ORDER BY id
                     """,
                 arguments: [now.rawValue]
-            ).map { row in (try rows.run(row), row["lease_expired"] as Bool) }
+            ).map { row in UnfinishedRunEvidence(run: try rows.run(row), leaseExpired: row["lease_expired"]) }
         }
-        return candidates.compactMap { run, leaseExpired in
-            let deadHere = run.owner.host == thisHost && !Self.processIsAlive(run.owner.pid)
-            return deadHere || leaseExpired ? run : nil
-        }
+        return RunRules.abandoned(candidates, thisHost: RunRules.thisHost)
     }
 
     public func markInterrupted(_ id: RunID, by actor: String, note: String) async throws -> RunRecord {
@@ -92,16 +88,12 @@ extension SQLiteStateStore {
         return try await write { db in
             let now = self.clock.now()
             let run = try Self.fetchRun(db, id, rows: rows)
-            guard run.isRunning else { throw StateStoreError.runAlreadyFinished(run) }
+            try RunRules.checkRunning(run)
             try db.execute(
                 sql: "UPDATE runs SET finished_at = ?, outcome = ?, summary = ? WHERE id = ?",
                 arguments: [now.rawValue, RunOutcome.interrupted.rawValue, note, id.rawValue]
             )
-            let detail = JSONDetail([
-                "run": String(id.rawValue), "kind": run.kind.rawValue, "owner": run.owner.description,
-                "startedAt": run.startedAt.description, "note": note,
-            ])
-            _ = try Self.appendAudit(db, AuditRecord(actor: actor, action: .runInterrupted, subject: "run \(id.rawValue)", detail: detail), at: now)
+            _ = try Self.appendAudit(db, RunRules.interruptedRecord(run, by: actor, note: note), at: now)
             return try Self.fetchRun(db, id, rows: rows)
         }
     }
@@ -113,13 +105,6 @@ extension SQLiteStateStore {
         return try rows.run(row)
     }
 
-    /// Whether a process with this pid exists on this machine. A recycled
-    /// pid makes a dead run look alive; its expiring leases still give it away.
-    static func processIsAlive(_ pid: Int32) -> Bool {
-        guard pid > 0 else { return false }
-        return kill(pid, 0) == 0 || errno == EPERM
-    }
-
     // MARK: Journal
 
     public func beginStep(_ step: StepStart) async throws -> JournalEntryID {
@@ -127,7 +112,7 @@ extension SQLiteStateStore {
         return try await write { db in
             let now = self.clock.now()
             let run = try Self.fetchRun(db, step.run, rows: rows)
-            guard run.isRunning else { throw StateStoreError.runAlreadyFinished(run) }
+            try RunRules.checkRunning(run)
             try db.execute(
                 sql: "INSERT INTO journal (run_id, region, host, step, detail, begun_at) VALUES (?, ?, ?, ?, ?, ?)",
                 arguments: [step.run.rawValue, step.region, step.host, step.step, step.detail.text, now.rawValue]

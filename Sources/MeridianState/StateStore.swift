@@ -4,8 +4,10 @@ import Foundation
 /// applied to hosts, a hash-chained audit log, region leases and drift
 /// history. Every method is atomic: it commits all of its writes or none.
 /// Implementations must make `acquireLeases` atomic across processes that
-/// share the store. The SQLite implementation is `SQLiteStateStore`; a
-/// PostgreSQL one can follow (docs/state.md says how it maps).
+/// share the store. `SQLiteStateStore` keeps one file; `PostgresStateStore`
+/// (MeridianPostgresState) a shared database; `StateStores.open` picks one.
+/// The rules that are not SQL live once, in `LeaseRules`, `DriftRules`,
+/// `RunRules`, `RolloutRules` and `AuditChain`, and every backend calls them.
 public protocol StateStore: Sendable {
     /// Where the store lives, for messages (a file path or a database URL).
     var location: String { get }
@@ -122,4 +124,13 @@ public protocol StateStore: Sendable {
     func lastSuccessfulApply(region: String) async throws -> RunRecord?
     /// One status per region in `regions`, in that order.
     func regionStatuses(_ regions: [String]) async throws -> [RegionStatus]
+
+    // MARK: Copying a store
+
+    /// Every record, read in one snapshot.
+    func exportSnapshot() async throws -> StateSnapshot
+    /// Writes every record of `snapshot` in one transaction, keeping ids,
+    /// times and audit hashes. Throws `targetNotEmpty` when this store holds
+    /// records, unless `replacing`, which removes them first.
+    func importSnapshot(_ snapshot: StateSnapshot, replacing: Bool) async throws
 }

@@ -40,6 +40,15 @@ public enum StateStoreError: Error, Hashable, Sendable, CustomStringConvertible 
     case rolloutFinished(StoredRollout)
     /// A stored value this version cannot read (e.g. an unknown run kind).
     case unreadableValue(path: String, table: String, column: String, value: String)
+    /// The database server could not be reached or refused the login (`location` has no password).
+    case unreachable(location: String, reason: String)
+    /// The connection to the database server broke while working; nothing after the last completed call was recorded.
+    case connectionLost(location: String, reason: String)
+    /// The server answers through a proxy that hands one client's statements to
+    /// different sessions (transaction or statement pooling), so leases tied to a session would be unsafe.
+    case sessionNotStable(location: String, detail: String)
+    /// A copy was refused because the target store already holds records.
+    case targetNotEmpty(location: String, counts: [String: Int64])
 
     public var description: String {
         switch self {
@@ -90,6 +99,19 @@ public enum StateStoreError: Error, Hashable, Sendable, CustomStringConvertible 
             return "the detail \(text.prefix(80).debugDescription) is not valid JSON."
         case .unreadableValue(let path, let table, let column, let value):
             return "the state database \(path) holds \(value.debugDescription) in \(table).\(column), which this meridian does not know; upgrade meridian."
+        case .unreachable(let location, let reason):
+            return "cannot reach the state database \(location): \(reason). Check that the server runs and accepts this user "
+                + "(the password comes from the fleet's state.password secret, $PGPASSWORD or ~/.pgpass), or pass another store with --state."
+        case .connectionLost(let location, let reason):
+            return "lost the connection to the state database \(location): \(reason). What was recorded before stays; "
+                + "run the command again once the database is back (an apply re-observes the hosts and converges)."
+        case .sessionNotStable(let location, let detail):
+            return "the state database \(location) does not keep one session per connection (\(detail)): a transaction- or statement-pooling proxy "
+                + "such as PgBouncer in transaction mode sits in front of it, and meridian's leases, which live in a session, would be unsafe. "
+                + "Connect meridian to PostgreSQL directly, or through a pool in session mode."
+        case .targetNotEmpty(let location, let counts):
+            let list = counts.sorted { $0.key < $1.key }.filter { $0.value > 0 }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+            return "the state database \(location) already holds records (\(list)); copy into an empty database, or pass --force to replace them."
         }
     }
 }

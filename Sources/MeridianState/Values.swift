@@ -90,6 +90,10 @@ public struct JSONDetail: Hashable, Codable, Sendable, CustomStringConvertible {
 
     init(unchecked text: String) { self.text = text }
 
+    /// Text read back from a store that only ever wrote validated JSON; not
+    /// re-checked, so an edited row reaches the audit hash check unchanged.
+    public static func stored(_ text: String) -> JSONDetail { JSONDetail(unchecked: text) }
+
     /// Decodes the detail into `type`.
     public func decode<Value: Decodable>(_ type: Value.Type) throws -> Value {
         try JSONDecoder().decode(type, from: Data(text.utf8))

@@ -7,12 +7,18 @@ let usage = """
     usage: meridian-testhosts up --count N --dir DIR [--prefix 127.0.50] [--port 22] [--extra-ports 2201-2209]
            meridian-testhosts down --dir DIR
            meridian-testhosts kill|pause|resume --dir DIR HOST
+           meridian-testhosts pg-up --dir DIR [--address 127.0.77.1] [--port-offset 1]
+           meridian-testhosts pg-down --dir DIR
       up     starts N sshd processes on PREFIX.1…PREFIX.N (loopback only), each with
              its own host key, root folder, home and log under DIR, and prints them;
              --extra-ports makes each also listen on those ports (scale benchmarks)
       down   stops every host started with --dir DIR
       kill   SIGKILLs one host (refuses connections), pause SIGSTOPs it (connections
              hang), resume continues it
+      pg-up  starts a PostgreSQL server (initdb + pg_ctl, as the unprivileged user
+             meridian-pg when run as root) in DIR on ADDRESS:15432+OFFSET, trusting
+             loopback logins as superuser meridian, and prints its URL
+      pg-down stops it and removes DIR
     """
 
 func fail(_ message: String, code: Int32 = 1) -> Never {
@@ -70,6 +76,14 @@ do {
     case "down":
         let stopped = try TestHostCluster.stopAll(inDirectory: absolute)
         print("stopped \(stopped) host(s) of \(absolute)")
+    case "pg-up":
+        let offset = Int(values["--port-offset"] ?? "1") ?? 1
+        let server = try TestPostgresServer(addressOctet: offset, address: values["--address"] ?? "127.0.77.1", directory: absolute)
+        server.detach()
+        print(server.url(database: "postgres"))
+    case "pg-down":
+        try TestPostgresServer.stop(directory: absolute)
+        print("stopped the PostgreSQL server of \(absolute)")
     case "kill", "pause", "resume":
         guard let name = positional.first else { fail("\(verb) needs a HOST name\n\(usage)", code: 64) }
         guard let host = try TestHostCluster.hosts(inDirectory: absolute).first(where: { $0.name == name }) else {

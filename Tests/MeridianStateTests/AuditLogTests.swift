@@ -1,6 +1,6 @@
 import Foundation
-import GRDB
 import MeridianBasics
+import MeridianPostgresState
 import MeridianState
 import Testing
 
@@ -8,25 +8,21 @@ import Testing
 struct AuditLogTests {
     /// A store with five entries, and a raw connection that has dropped the
     /// append-only triggers the way a deliberate tamperer would.
-    func storeWithFiveEntries() async throws -> (TemporaryFolder, SQLiteStateStore, DatabaseQueue) {
-        let folder = try TemporaryFolder()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath)
+    func storeWithFiveEntries(_ backend: Backend) async throws -> (StoreFixture, any StateStore, StoreFixture) {
+        let fixture = try StoreFixture(backend)
+        let store = try await fixture.open()
         for index in 1...5 {
             _ = try await store.appendAudit(AuditRecord(
                 actor: "alice@laptop-1", action: "apply", subject: "eu-west",
                 detail: JSONDetail(["step": "\(index)"])
             ))
         }
-        let raw = try rawConnection(folder.databasePath)
-        try await raw.write { db in
-            try db.execute(sql: "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete")
-        }
-        return (folder, store, raw)
+        return (fixture, store, fixture)
     }
 
-    @Test func entriesChainAndVerify() async throws {
-        let folder = try TemporaryFolder()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath)
+    @Test(arguments: Backend.allCases) func entriesChainAndVerify(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
+        let store = try await fixture.open()
         #expect(try await store.verifyAudit(anchor: nil) == .intact(entries: 0, head: nil))
         let first = try await store.appendAudit(AuditRecord(actor: "alice@laptop-1", action: "apply", subject: "eu-west"))
         let second = try await store.appendAudit(AuditRecord(actor: "bob@ci-3", action: .leaseForceRelease, subject: "us-east", detail: JSONDetail(["reason": "stuck"])))
@@ -59,23 +55,18 @@ struct AuditLogTests {
         #expect(shifted != bytes)
     }
 
-    @Test func aPlainEditIsRefusedByTheAppendOnlyTriggers() async throws {
-        let folder = try TemporaryFolder()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath)
+    @Test(arguments: Backend.allCases) func aPlainEditIsRefusedByTheAppendOnlyTriggers(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
+        let store = try await fixture.open()
         _ = try await store.appendAudit(AuditRecord(actor: "alice@laptop-1", action: "apply", subject: "eu-west"))
-        let raw = try rawConnection(folder.databasePath)
-        await #expect(throws: DatabaseError.self) {
-            try await raw.write { db in try db.execute(sql: "UPDATE audit_log SET actor = 'mallory@x'") }
-        }
-        await #expect(throws: DatabaseError.self) {
-            try await raw.write { db in try db.execute(sql: "DELETE FROM audit_log") }
-        }
+        await #expect(throws: (any Error).self) { try await fixture.edit(["UPDATE audit_log SET actor = 'mallory@x'"]) }
+        await #expect(throws: (any Error).self) { try await fixture.edit(["DELETE FROM audit_log"]) }
         #expect(try await store.verifyAudit(anchor: nil).isIntact)
     }
 
-    @Test func anEditedEntryIsNamed() async throws {
-        let (_, store, raw) = try await storeWithFiveEntries()
-        try await raw.write { db in try db.execute(sql: "UPDATE audit_log SET actor = 'mallory@x' WHERE seq = 3") }
+    @Test(arguments: Backend.allCases) func anEditedEntryIsNamed(_ backend: Backend) async throws {
+        let (_, store, raw) = try await storeWithFiveEntries(backend)
+        try await raw.tamper(["UPDATE audit_log SET actor = 'mallory@x' WHERE seq = 3"])
         let result = try await store.verifyAudit(anchor: nil)
         guard case .broken(3, .hashMismatch) = result else {
             Issue.record("expected a hash mismatch at entry 3, got \(result)")
@@ -85,26 +76,23 @@ struct AuditLogTests {
         #expect(result.description.contains("edited"))
     }
 
-    @Test func aDeletedMiddleEntryIsNamed() async throws {
-        let (_, store, raw) = try await storeWithFiveEntries()
-        try await raw.write { db in try db.execute(sql: "DELETE FROM audit_log WHERE seq = 3") }
+    @Test(arguments: Backend.allCases) func aDeletedMiddleEntryIsNamed(_ backend: Backend) async throws {
+        let (_, store, raw) = try await storeWithFiveEntries(backend)
+        try await raw.tamper(["DELETE FROM audit_log WHERE seq = 3"])
         let result = try await store.verifyAudit(anchor: nil)
         #expect(result == .broken(seq: 4, problem: .missingEntries(from: 3, through: 3)))
         #expect(result.description.contains("entry 3 is missing"))
     }
 
-    @Test func aDeletedFirstEntryIsNamed() async throws {
-        let (_, store, raw) = try await storeWithFiveEntries()
-        try await raw.write { db in try db.execute(sql: "DELETE FROM audit_log WHERE seq <= 2") }
+    @Test(arguments: Backend.allCases) func aDeletedFirstEntryIsNamed(_ backend: Backend) async throws {
+        let (_, store, raw) = try await storeWithFiveEntries(backend)
+        try await raw.tamper(["DELETE FROM audit_log WHERE seq <= 2"])
         #expect(try await store.verifyAudit(anchor: nil) == .broken(seq: 3, problem: .missingEntries(from: 1, through: 2)))
     }
 
-    @Test func aDeletedEntryWithRenumberedSuccessorsIsCaughtByTheirHashes() async throws {
-        let (_, store, raw) = try await storeWithFiveEntries()
-        try await raw.write { db in
-            try db.execute(sql: "DELETE FROM audit_log WHERE seq = 3")
-            try db.execute(sql: "UPDATE audit_log SET seq = seq - 1 WHERE seq > 3")
-        }
+    @Test(arguments: Backend.allCases) func aDeletedEntryWithRenumberedSuccessorsIsCaughtByTheirHashes(_ backend: Backend) async throws {
+        let (_, store, raw) = try await storeWithFiveEntries(backend)
+        try await raw.tamper(["DELETE FROM audit_log WHERE seq = 3", "UPDATE audit_log SET seq = seq - 1 WHERE seq > 3"])
         let result = try await store.verifyAudit(anchor: nil)
         guard case .broken(3, .hashMismatch) = result else {
             Issue.record("expected a hash mismatch at entry 3, got \(result)")
@@ -112,23 +100,21 @@ struct AuditLogTests {
         }
     }
 
-    @Test func anEditedAndRehashedEntryBreaksTheNextLink() async throws {
-        let (_, store, raw) = try await storeWithFiveEntries()
+    @Test(arguments: Backend.allCases) func anEditedAndRehashedEntryBreaksTheNextLink(_ backend: Backend) async throws {
+        let (_, store, raw) = try await storeWithFiveEntries(backend)
         let entries = try await store.auditLog(afterSeq: 0, limit: 10)
         let target = entries[1]
         let forgedHash = AuditEntry.hash(
             seq: target.seq, time: target.time, actor: "mallory@x", action: target.action,
             subject: target.subject, detail: target.detail, prevHash: target.prevHash
         )
-        try await raw.write { db in
-            try db.execute(sql: "UPDATE audit_log SET actor = 'mallory@x', hash = ? WHERE seq = 2", arguments: [forgedHash])
-        }
+        try await raw.tamper(["UPDATE audit_log SET actor = 'mallory@x', hash = '\(forgedHash)' WHERE seq = 2"])
         let result = try await store.verifyAudit(anchor: nil)
         #expect(result == .broken(seq: 3, problem: .brokenLink(expected: forgedHash, found: target.hash)))
     }
 
-    @Test func aBrokenPrevLinkIsNamed() async throws {
-        let (_, store, raw) = try await storeWithFiveEntries()
+    @Test(arguments: Backend.allCases) func aBrokenPrevLinkIsNamed(_ backend: Backend) async throws {
+        let (_, store, raw) = try await storeWithFiveEntries(backend)
         let entries = try await store.auditLog(afterSeq: 0, limit: 10)
         let target = entries[3]
         let wrongPrev = String(repeating: "f", count: 64)
@@ -137,18 +123,16 @@ struct AuditLogTests {
             seq: target.seq, time: target.time, actor: target.actor, action: target.action,
             subject: target.subject, detail: target.detail, prevHash: wrongPrev
         )
-        try await raw.write { db in
-            try db.execute(sql: "UPDATE audit_log SET prev_hash = ?, hash = ? WHERE seq = 4", arguments: [wrongPrev, rehashed])
-        }
+        try await raw.tamper(["UPDATE audit_log SET prev_hash = '\(wrongPrev)', hash = '\(rehashed)' WHERE seq = 4"])
         let result = try await store.verifyAudit(anchor: nil)
         #expect(result == .broken(seq: 4, problem: .brokenLink(expected: entries[2].hash, found: wrongPrev)))
     }
 
-    @Test func aRemovedTailIsCaughtByTheHeadRecord() async throws {
-        let (_, store, raw) = try await storeWithFiveEntries()
+    @Test(arguments: Backend.allCases) func aRemovedTailIsCaughtByTheHeadRecord(_ backend: Backend) async throws {
+        let (_, store, raw) = try await storeWithFiveEntries(backend)
         let head = try #require(try await store.auditHead())
         let entries = try await store.auditLog(afterSeq: 0, limit: 10)
-        try await raw.write { db in try db.execute(sql: "DELETE FROM audit_log WHERE seq >= 4") }
+        try await raw.tamper(["DELETE FROM audit_log WHERE seq >= 4"])
         let result = try await store.verifyAudit(anchor: nil)
         #expect(result == .broken(seq: 5, problem: .headMismatch(head: head, last: AuditHead(seq: 3, hash: entries[2].hash))))
         #expect(result.description.contains("tail"))
@@ -158,23 +142,56 @@ struct AuditLogTests {
         #expect(try await store.verifyAudit(anchor: nil) == .broken(seq: 6, problem: .missingEntries(from: 4, through: 5)))
     }
 
-    @Test func aRemovedTailAndHeadIsCaughtOnlyByAnAnchor() async throws {
-        let (_, store, raw) = try await storeWithFiveEntries()
+    @Test(arguments: Backend.allCases) func aRemovedTailAndHeadIsCaughtOnlyByAnAnchor(_ backend: Backend) async throws {
+        let (_, store, raw) = try await storeWithFiveEntries(backend)
         let anchor = try #require(try await store.auditHead())
         let entries = try await store.auditLog(afterSeq: 0, limit: 10)
-        try await raw.write { db in
-            try db.execute(sql: "DELETE FROM audit_log WHERE seq >= 4")
-            try db.execute(sql: "UPDATE audit_head SET seq = 3, hash = ?", arguments: [entries[2].hash])
-        }
+        try await raw.tamper(["DELETE FROM audit_log WHERE seq >= 4", "UPDATE audit_head SET seq = 3, hash = '\(entries[2].hash)'"])
         // Consistent on its own: this is the documented limit without an anchor.
         #expect(try await store.verifyAudit(anchor: nil) == .intact(entries: 3, head: AuditHead(seq: 3, hash: entries[2].hash)))
         #expect(try await store.verifyAudit(anchor: anchor) == .broken(seq: 5, problem: .anchorMismatch(anchor: anchor, found: nil)))
     }
 
-    @Test func aDeletedHeadRecordIsNamed() async throws {
-        let (_, store, raw) = try await storeWithFiveEntries()
+    @Test(arguments: Backend.allCases) func aDeletedHeadRecordIsNamed(_ backend: Backend) async throws {
+        let (_, store, raw) = try await storeWithFiveEntries(backend)
         let head = try #require(try await store.auditHead())
-        try await raw.write { db in try db.execute(sql: "DELETE FROM audit_head") }
+        try await raw.tamper(["DELETE FROM audit_head"])
         #expect(try await store.verifyAudit(anchor: nil) == .broken(seq: 5, problem: .headMissing(last: head)))
+    }
+
+    @Test(arguments: Backend.allCases) func reorderedEntriesAreCaughtByTheirHashes(_ backend: Backend) async throws {
+        let (_, store, raw) = try await storeWithFiveEntries(backend)
+        // Swap entries 2 and 3 (through a free seq), each keeping its own hash.
+        try await raw.tamper([
+            "UPDATE audit_log SET seq = 100 WHERE seq = 2",
+            "UPDATE audit_log SET seq = 2 WHERE seq = 3",
+            "UPDATE audit_log SET seq = 3 WHERE seq = 100",
+        ])
+        let result = try await store.verifyAudit(anchor: nil)
+        guard case .broken(2, .hashMismatch) = result else {
+            Issue.record("expected a hash mismatch at entry 2, got \(result)")
+            return
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func concurrentAppendsFromSeveralStoresMakeOneChain(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
+        var stores: [any StateStore] = []
+        for _ in 0..<4 { stores.append(try await fixture.open()) }
+        let appenders = stores
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (index, store) in appenders.enumerated() {
+                group.addTask {
+                    for step in 0..<15 {
+                        _ = try await store.appendAudit(AuditRecord(actor: "op\(index)@host", action: "apply", subject: "eu-west", detail: JSONDetail(["step": "\(step)"])))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let entries = try await stores[0].auditLog(afterSeq: 0, limit: 1000)
+        #expect(entries.map(\.seq) == Array(1...60))
+        #expect(Set(entries.map(\.actor)).count == 4)
+        #expect(try await stores[0].verifyAudit(anchor: nil) == .intact(entries: 60, head: AuditHead(seq: 60, hash: entries[59].hash)))
     }
 }

@@ -1,10 +1,11 @@
 import Foundation
+import MeridianPostgresState
 import MeridianState
 import Testing
 
 @Suite("Drift history")
 struct DriftHistoryTests {
-    func driftRun(_ store: SQLiteStateStore, regions: [String] = ["eu-west", "us-east"]) async throws -> RunID {
+    func driftRun(_ store: any StateStore, regions: [String] = ["eu-west", "us-east"]) async throws -> RunID {
         try await store.startRun(RunStart(kind: .drift, owner: bob, regions: regions)).id
     }
 
@@ -12,10 +13,10 @@ struct DriftHistoryTests {
     let stopped = DriftObservation(kind: "componentNotRunning", subject: "knowledge-base")
     let weights = DriftObservation(kind: "gatewayWeights", subject: "inference")
 
-    @Test func findingsOpenPersistAndClear() async throws {
-        let folder = try TemporaryFolder()
+    @Test(arguments: Backend.allCases) func findingsOpenPersistAndClear(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
         let clock = ManualClock()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath, clock: clock.stateClock)
+        let store = try await fixture.open(clock: clock)
 
         let run1 = try await driftRun(store)
         let t1 = clock.now
@@ -52,10 +53,10 @@ struct DriftHistoryTests {
         #expect(try await store.openDriftFindings(region: nil).map(\.subject) == [edited.subject, "inference"])
     }
 
-    @Test func anUnreachableHostKeepsItsFindings() async throws {
-        let folder = try TemporaryFolder()
+    @Test(arguments: Backend.allCases) func anUnreachableHostKeepsItsFindings(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
         let clock = ManualClock()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath, clock: clock.stateClock)
+        let store = try await fixture.open(clock: clock)
         _ = try await store.recordDrift(run: try await driftRun(store), reports: [
             HostDriftReport(region: "eu-west", host: "eu-1", status: .examined(findings: [edited])),
         ])
@@ -75,10 +76,10 @@ struct DriftHistoryTests {
         #expect(try await store.openDriftFindings(region: "eu-west").count == 1)
     }
 
-    @Test func aFindingThatComesBackOpensANewEpisode() async throws {
-        let folder = try TemporaryFolder()
+    @Test(arguments: Backend.allCases) func aFindingThatComesBackOpensANewEpisode(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
         let clock = ManualClock()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath, clock: clock.stateClock)
+        let store = try await fixture.open(clock: clock)
         let report = { (findings: [DriftObservation]) in
             [HostDriftReport(region: "eu-west", host: "eu-1", status: .examined(findings: findings))]
         }
@@ -96,18 +97,18 @@ struct DriftHistoryTests {
         #expect(history[1].firstSeenAt > history[0].clearedAt!)
     }
 
-    @Test func theSameFindingTwiceInOneReportIsOneFinding() async throws {
-        let folder = try TemporaryFolder()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath)
+    @Test(arguments: Backend.allCases) func theSameFindingTwiceInOneReportIsOneFinding(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
+        let store = try await fixture.open()
         let delta = try await store.recordDrift(run: try await driftRun(store), reports: [
             HostDriftReport(region: "eu-west", host: "eu-1", status: .examined(findings: [stopped, stopped])),
         ])
         #expect(delta.appeared.count == 1)
     }
 
-    @Test func findingsBelongToDriftRuns() async throws {
-        let folder = try TemporaryFolder()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath)
+    @Test(arguments: Backend.allCases) func findingsBelongToDriftRuns(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
+        let store = try await fixture.open()
         let apply = try await startedRun(store, .apply)
         await #expect(throws: StateStoreError.notADriftRun(apply)) {
             _ = try await store.recordDrift(run: apply.id, reports: [])

@@ -1,15 +1,16 @@
 import Foundation
+import MeridianPostgresState
 import MeridianState
 import Testing
 
 @Suite("Region leases")
 struct LeaseTests {
-    @Test func aSecondStoreOnTheSameFileIsRefusedNamingTheHolder() async throws {
-        let folder = try TemporaryFolder()
+    @Test(arguments: Backend.allCases) func aSecondStoreOnTheSameFileIsRefusedNamingTheHolder(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
         let clock = ManualClock()
         // Two pools on one file: two separate sets of SQLite connections, as two processes have.
-        let first = try await SQLiteStateStore.open(path: folder.databasePath, clock: clock.stateClock)
-        let second = try await SQLiteStateStore.open(path: folder.databasePath, clock: clock.stateClock)
+        let first = try await fixture.open(clock: clock)
+        let second = try await fixture.open(clock: clock)
         let run = try await startedRun(first, owner: alice)
         let taken = try await first.acquireLeases(regions: ["eu-west"], holder: alice, run: run.id, ttl: .seconds(120))
         #expect(taken.map(\.region) == ["eu-west"])
@@ -30,10 +31,10 @@ struct LeaseTests {
         #expect(try await second.leases() == taken)
     }
 
-    @Test func anExpiredLeaseIsTakenOverOnTheRecord() async throws {
-        let folder = try TemporaryFolder()
+    @Test(arguments: Backend.allCases) func anExpiredLeaseIsTakenOverOnTheRecord(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
         let clock = ManualClock()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath, clock: clock.stateClock)
+        let store = try await fixture.open(clock: clock)
         let old = try await store.acquireLeases(regions: ["eu-west"], holder: alice, run: nil, ttl: .seconds(60))
         clock.advance(.seconds(59))
         await #expect(throws: StateStoreError.self) {
@@ -58,10 +59,10 @@ struct LeaseTests {
         }
     }
 
-    @Test func theSameHolderReacquiresAndRenews() async throws {
-        let folder = try TemporaryFolder()
+    @Test(arguments: Backend.allCases) func theSameHolderReacquiresAndRenews(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
         let clock = ManualClock()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath, clock: clock.stateClock)
+        let store = try await fixture.open(clock: clock)
         let first = try await store.acquireLeases(regions: ["eu-west"], holder: alice, run: nil, ttl: .seconds(60))
         clock.advance(.seconds(20))
         let again = try await store.acquireLeases(regions: ["eu-west", "us-east"], holder: alice, run: nil, ttl: .seconds(60))
@@ -80,10 +81,10 @@ struct LeaseTests {
         #expect(try await store.leases().isEmpty)
     }
 
-    @Test func severalRegionsAreTakenAllOrNothing() async throws {
-        let folder = try TemporaryFolder()
+    @Test(arguments: Backend.allCases) func severalRegionsAreTakenAllOrNothing(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
         let clock = ManualClock()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath, clock: clock.stateClock)
+        let store = try await fixture.open(clock: clock)
         // An expired lease on ap-south would be taken over, but the whole request fails.
         _ = try await store.acquireLeases(regions: ["ap-south"], holder: alice, run: nil, ttl: .seconds(10))
         clock.advance(.seconds(11))
@@ -100,9 +101,9 @@ struct LeaseTests {
         #expect(try await store.auditLog(afterSeq: 0, limit: 10).isEmpty)
     }
 
-    @Test func forceReleaseWritesAnAuditEntry() async throws {
-        let folder = try TemporaryFolder()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath)
+    @Test(arguments: Backend.allCases) func forceReleaseWritesAnAuditEntry(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
+        let store = try await fixture.open()
         let run = try await startedRun(store, owner: alice)
         let lease = try await store.acquireLeases(regions: ["eu-west"], holder: alice, run: run.id, ttl: .seconds(3600))
 
@@ -125,10 +126,10 @@ struct LeaseTests {
         _ = try await store.acquireLeases(regions: ["eu-west"], holder: bob, run: nil, ttl: .seconds(60))
     }
 
-    @Test func manyContendersOnTwoStoresGetExactlyOneWinner() async throws {
-        let folder = try TemporaryFolder()
-        let first = try await SQLiteStateStore.open(path: folder.databasePath)
-        let second = try await SQLiteStateStore.open(path: folder.databasePath)
+    @Test(arguments: Backend.allCases) func manyContendersOnTwoStoresGetExactlyOneWinner(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
+        let first = try await fixture.open()
+        let second = try await fixture.open()
         let contenders = (0..<24).map { ProcessIdentity(user: "op\($0)", host: "host\($0 % 3)", pid: Int32(1000 + $0)) }
         let winners = try await withThrowingTaskGroup(of: ProcessIdentity?.self) { group in
             for (index, contender) in contenders.enumerated() {

@@ -5,7 +5,8 @@ import MeridianBasics
 import Testing
 
 /// Rollout records, their journaled and audited transitions, and operators'
-/// commands, in SQLite in a temporary folder.
+/// commands: a contract suite, on a temporary SQLite file and on a fresh
+/// database of the tests' own PostgreSQL server.
 @Suite("Rollouts in the state store")
 struct RolloutStoreTests {
     func update(_ phase: String, run: RunID? = nil, terminal: Bool = false, effect: String = "none") -> RolloutUpdate {
@@ -13,10 +14,10 @@ struct RolloutStoreTests {
                       detail: JSONDetail(["reason": "test"]), actor: alice.actor)
     }
 
-    @Test func aRolloutIsRecordedTransitionByTransitionAndAudited() async throws {
-        let folder = try TemporaryFolder()
+    @Test(arguments: Backend.allCases) func aRolloutIsRecordedTransitionByTransitionAndAudited(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
         let clock = ManualClock()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath, clock: clock.stateClock)
+        let store = try await fixture.open(clock: clock)
         let run = try await startedRun(store)
         let started = try await store.startRollout(region: "eu-west", component: "inference", update("installing", run: run.id, effect: "install"))
         #expect(started.phase == "installing" && !started.terminal && started.run == run.id)
@@ -47,9 +48,9 @@ struct RolloutStoreTests {
         }
     }
 
-    @Test func oneUnfinishedRolloutPerComponentAndRegion() async throws {
-        let folder = try TemporaryFolder()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath)
+    @Test(arguments: Backend.allCases) func oneUnfinishedRolloutPerComponentAndRegion(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
+        let store = try await fixture.open()
         let first = try await store.startRollout(region: "eu-west", component: "inference", update("installing"))
         await #expect(throws: StateStoreError.rolloutInProgress(first)) {
             _ = try await store.startRollout(region: "eu-west", component: "inference", update("installing"))
@@ -66,9 +67,9 @@ struct RolloutStoreTests {
         #expect(try await store.rollout(first.id) == ended)
     }
 
-    @Test func commandsWaitUntilTakenOnceAndAreAudited() async throws {
-        let folder = try TemporaryFolder()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath)
+    @Test(arguments: Backend.allCases) func commandsWaitUntilTakenOnceAndAreAudited(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
+        let store = try await fixture.open()
         _ = try await store.requestRolloutCommand(subject: "eu-west", command: "promote", actor: bob.actor)
         _ = try await store.requestRolloutCommand(subject: "wave:first", command: "promote", actor: bob.actor)
         _ = try await store.requestRolloutCommand(subject: "eu-west", command: "abort", actor: alice.actor)
@@ -79,6 +80,78 @@ struct RolloutStoreTests {
         #expect(try await store.takeRolloutCommands(subject: "wave:first").map(\.command) == ["promote"])
         let audit = try await store.auditLog(afterSeq: 0, limit: 10)
         #expect(audit.filter { $0.action == .rolloutCommand }.map(\.subject) == ["eu-west", "wave:first", "eu-west"])
+    }
+
+    /// Controllers on several machines start the same component's rollout in
+    /// one region at the same moment, each through its own store (its own
+    /// connections): exactly one starts it, every other is told which one
+    /// is unfinished, and the record holds one rollout with one transition.
+    @Test(arguments: Backend.allCases) func racingControllersStartOneUnfinishedRollout(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
+        var stores: [any StateStore] = []
+        for _ in 0..<8 { stores.append(try await fixture.open()) }
+        let controllers = stores
+        for round in 0..<3 {
+            let outcomes = await withTaskGroup(of: Result<StoredRollout, any Error>.self) { group in
+                for store in controllers {
+                    group.addTask {
+                        do { return .success(try await store.startRollout(region: "eu-west", component: "inference", self.update("installing"))) }
+                        catch { return .failure(error) }
+                    }
+                }
+                var outcomes: [Result<StoredRollout, any Error>] = []
+                for await outcome in group { outcomes.append(outcome) }
+                return outcomes
+            }
+            let started = outcomes.compactMap { try? $0.get() }
+            #expect(started.count == 1, "round \(round): \(started.count) rollouts started")
+            guard let winner = started.first else { return }
+            for case .failure(let error) in outcomes {
+                #expect(error as? StateStoreError == .rolloutInProgress(winner), "round \(round): \(error)")
+            }
+            let unfinished = try await controllers[0].latestRollouts(region: "eu-west").filter { !$0.terminal }
+            #expect(unfinished.map(\.id) == [winner.id])
+            #expect(try await controllers[0].rolloutTransitions(winner.id).map(\.seq) == [1])
+            // Finished, the next round may start a new one.
+            _ = try await controllers[round % controllers.count].recordRolloutTransition(winner.id, update("promoted", terminal: true))
+        }
+        let audit = try await controllers[0].auditLog(afterSeq: 0, limit: 100)
+        #expect(audit.filter { $0.action == .rolloutTransition }.count == 6)
+        #expect(try await controllers[0].verifyAudit(anchor: nil).isIntact)
+    }
+
+    /// Transitions written at once from several stores each get the next
+    /// seq with its own audit entry; commands taken at once go to one taker each.
+    @Test(arguments: Backend.allCases) func concurrentTransitionsAndTakersLoseNothingAndDuplicateNothing(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
+        var stores: [any StateStore] = []
+        for _ in 0..<4 { stores.append(try await fixture.open()) }
+        let writers = stores
+        let rollout = try await writers[0].startRollout(region: "eu-west", component: "inference", update("installing"))
+        for index in 0..<12 { _ = try await writers[index % 4].requestRolloutCommand(subject: "eu-west", command: "promote-\(index)", actor: bob.actor) }
+        let taken = try await withThrowingTaskGroup(of: [RolloutCommandRecord].self) { group in
+            for (index, store) in writers.enumerated() {
+                group.addTask {
+                    for step in 0..<5 { _ = try await store.recordRolloutTransition(rollout.id, self.update("shifting:\(index).\(step)")) }
+                    var taken: [RolloutCommandRecord] = []
+                    for _ in 0..<3 { taken += try await store.takeRolloutCommands(subject: "eu-west") }
+                    return taken
+                }
+            }
+            var all: [RolloutCommandRecord] = []
+            for try await some in group { all += some }
+            return all
+        }
+        let transitions = try await writers[0].rolloutTransitions(rollout.id)
+        #expect(transitions.map(\.seq) == Array(1...21))
+        // Each transition's from is the phase the one before it wrote.
+        #expect(zip(transitions, transitions.dropFirst()).allSatisfy { $1.fromPhase == $0.toPhase })
+        #expect(try await writers[0].rollout(rollout.id)?.phase == transitions.last?.toPhase)
+        #expect(taken.map(\.command).sorted() == (0..<12).map { "promote-\($0)" }.sorted())
+        let audit = try await writers[0].auditLog(afterSeq: 0, limit: 1000)
+        #expect(audit.filter { $0.action == .rolloutTransition }.count == 21)
+        #expect(audit.filter { $0.action == .rolloutCommand }.count == 12)
+        #expect(try await writers[0].verifyAudit(anchor: nil).isIntact)
     }
 
     /// A store made before rollouts existed gains their tables and keeps its data.

@@ -1,14 +1,15 @@
 import Foundation
 import MeridianBasics
+import MeridianPostgresState
 import MeridianState
 import Testing
 
 @Suite("Runs, journal and applied manifests")
 struct RunJournalManifestTests {
-    @Test func aRunIsRecordedRunningThenFinished() async throws {
-        let folder = try TemporaryFolder()
+    @Test(arguments: Backend.allCases) func aRunIsRecordedRunningThenFinished(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
         let clock = ManualClock()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath, clock: clock.stateClock)
+        let store = try await fixture.open(clock: clock)
         let run = try await store.startRun(RunStart(kind: .apply, owner: alice, fleetCommit: "abc123", planHash: "deadbeef", regions: ["us-east", "eu-west", "eu-west"]))
         #expect(run.isRunning)
         #expect(run.regions == ["eu-west", "us-east"])
@@ -30,9 +31,9 @@ struct RunJournalManifestTests {
         }
     }
 
-    @Test func recentRunsComeNewestFirst() async throws {
-        let folder = try TemporaryFolder()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath)
+    @Test(arguments: Backend.allCases) func recentRunsComeNewestFirst(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
+        let store = try await fixture.open()
         var ids: [RunID] = []
         for kind in [RunKind.plan, .apply, .drift, .rollout] {
             ids.append(try await startedRun(store, kind).id)
@@ -42,9 +43,9 @@ struct RunJournalManifestTests {
         #expect(recent.map(\.kind) == [.rollout, .drift, .apply])
     }
 
-    @Test func aRunWhoseProcessDiedIsAbandonedAndCanBeMarkedInterrupted() async throws {
-        let folder = try TemporaryFolder()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath)
+    @Test(arguments: Backend.allCases) func aRunWhoseProcessDiedIsAbandonedAndCanBeMarkedInterrupted(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
+        let store = try await fixture.open()
         // A pid that certainly existed and is now dead and reaped.
         let child = Process()
         child.executableURL = URL(fileURLWithPath: "/bin/true")
@@ -72,10 +73,10 @@ struct RunJournalManifestTests {
         #expect(try await store.verifyAudit(anchor: nil).isIntact)
     }
 
-    @Test func aRunFromAnotherMachineIsAbandonedOnceItsLeaseExpired() async throws {
-        let folder = try TemporaryFolder()
+    @Test(arguments: Backend.allCases) func aRunFromAnotherMachineIsAbandonedOnceItsLeaseExpired(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
         let clock = ManualClock()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath, clock: clock.stateClock)
+        let store = try await fixture.open(clock: clock)
         let run = try await startedRun(store, .apply, owner: bob)
         _ = try await store.acquireLeases(regions: ["eu-west"], holder: bob, run: run.id, ttl: .seconds(60))
         #expect(try await store.abandonedRuns().isEmpty)
@@ -83,10 +84,10 @@ struct RunJournalManifestTests {
         #expect(try await store.abandonedRuns().map(\.id) == [run.id])
     }
 
-    @Test func journalEntriesAreWrittenBeforeAndCompletedAfter() async throws {
-        let folder = try TemporaryFolder()
+    @Test(arguments: Backend.allCases) func journalEntriesAreWrittenBeforeAndCompletedAfter(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
         let clock = ManualClock()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath, clock: clock.stateClock)
+        let store = try await fixture.open(clock: clock)
         let run = try await startedRun(store)
         let detail = JSONDetail(["path": "/srv/meridian/config/inference/app.yaml", "sha256": "ab12"])
         let first = try await store.beginStep(StepStart(run: run.id, region: "eu-west", host: "eu-1", step: "write app.yaml", detail: detail))
@@ -127,10 +128,10 @@ struct RunJournalManifestTests {
         #expect(try encoded.decode(Weights.self) == Weights(blue: 90, green: 10))
     }
 
-    @Test func manifestsKeepHistoryAndTheLatestPerHost() async throws {
-        let folder = try TemporaryFolder()
+    @Test(arguments: Backend.allCases) func manifestsKeepHistoryAndTheLatestPerHost(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
         let clock = ManualClock()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath, clock: clock.stateClock)
+        let store = try await fixture.open(clock: clock)
         let first = try await startedRun(store, regions: ["eu-west", "us-east"])
         let v1 = Data(#"{"revision":1}"#.utf8)
         let v2 = Data(#"{"revision":2}"#.utf8)
@@ -155,10 +156,10 @@ struct RunJournalManifestTests {
         #expect(latestAll.map { "\($0.region)/\($0.host)" } == ["eu-west/eu-1", "eu-west/eu-2", "us-east/us-1"])
     }
 
-    @Test func statusShowsTheLastSuccessfulApplyAndTheLeaseHolder() async throws {
-        let folder = try TemporaryFolder()
+    @Test(arguments: Backend.allCases) func statusShowsTheLastSuccessfulApplyAndTheLeaseHolder(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
         let clock = ManualClock()
-        let store = try await SQLiteStateStore.open(path: folder.databasePath, clock: clock.stateClock)
+        let store = try await fixture.open(clock: clock)
         let good = try await startedRun(store, .apply, owner: alice, regions: ["eu-west", "us-east"])
         let goodFinished = try await store.finishRun(good.id, outcome: .succeeded, exitCode: 0, summary: "ok")
         clock.advance(.seconds(10))

@@ -9,7 +9,9 @@ public enum GatewayActivationOutcome: Sendable, Equatable {
     /// was `errorLogOffset` bytes long just before, so a failed reload's
     /// messages are what follows. `settled`: before answering, the script saw
     /// new workers accept connections and every old one stop accepting.
-    case reloaded(pid: Int, errorLogOffset: Int, settled: Bool = false)
+    /// `accessLogOffset`: the access log's length just before the reload, so
+    /// the lines of the new split are what follows.
+    case reloaded(pid: Int, errorLogOffset: Int, settled: Bool = false, accessLogOffset: Int? = nil)
     /// `nginx -t` refused the new configuration; the live one is untouched.
     case checkFailed(String)
     /// nginx did not start; its message.
@@ -93,6 +95,7 @@ public struct GatewayScripts: Sendable, Equatable {
         # A pid file can outlive its nginx and name a recycled pid: only an nginx master counts.
         if [ -n "$pid" ] && alive "$pid" && { [ ! -r "/proc/$pid/cmdline" ] || tr '\\000' ' ' < "/proc/$pid/cmdline" | grep -q '^nginx: master'; }; then
           size=$(wc -c < "$err" 2>/dev/null | tr -dc 0-9)
+          asize=$(wc -c < "$p"logs/access.log 2>/dev/null | tr -dc 0-9)
           old=$(accepting "$pid")
           if kill -s HUP "$pid" 2>/dev/null; then
             # Wait here (bounded, 5 s) until new workers accept and no old one does, so a
@@ -109,7 +112,7 @@ public struct GatewayScripts: Sendable, Equatable {
               sleep 0.05
               i=$((i + 1))
             done
-            echo "gateway reloaded $pid ${size:-0} $settled"
+            echo "gateway reloaded $pid ${size:-0} $settled ${asize:-0}"
             exit 0
           fi
         fi
@@ -183,11 +186,15 @@ public struct GatewayScripts: Sendable, Equatable {
     /// the first field, in seconds) lies in the window [from, to) given in
     /// milliseconds since 1970, widened by 1 ms each side for awk's floating
     /// point; the analysis keeps the window exactly. A missing log prints nothing.
-    public func accessLogWindow(from: Int64, to: Int64, limit: Int = 500_000) -> String {
+    /// `offset` skips the log's first bytes (its length when the window's
+    /// split went live), unless the log is shorter now (it was rotated).
+    public func accessLogWindow(from: Int64, to: Int64, offset: Int = 0, limit: Int = 500_000) -> String {
         """
         log=\(ShellQuoting.quote(prefix + "logs/access.log"))
         [ -f "$log" ] || exit 0
-        awk -F '\\t' -v a=\(from - 1) -v b=\(to + 1) '$1 ~ /^[0-9]+(\\.[0-9]+)?$/ { t = $1 * 1000; if (t >= a && t < b) print }' "$log" | tail -n \(max(1, limit))
+        off=\(max(0, offset))
+        [ "$(wc -c < "$log" | tr -dc 0-9)" -ge "$off" ] || off=0
+        tail -c +$((off + 1)) "$log" | awk -F '\\t' -v a=\(from - 1) -v b=\(to + 1) '$1 ~ /^[0-9]+(\\.[0-9]+)?$/ { t = $1 * 1000; if (t >= a && t < b) print }' | tail -n \(max(1, limit))
 
         """
     }
@@ -216,8 +223,9 @@ public struct GatewayScripts: Sendable, Equatable {
         case "started":
             if fields.count == 3, let pid = Int(fields[2]) { return .success(.started(pid: pid)) }
         case "reloaded":
-            if fields.count == 4 || fields.count == 5, let pid = Int(fields[2]), let offset = Int(fields[3]) {
-                return .success(.reloaded(pid: pid, errorLogOffset: offset, settled: fields.count == 5 && fields[4] == "1"))
+            if (4...6).contains(fields.count), let pid = Int(fields[2]), let offset = Int(fields[3]) {
+                return .success(.reloaded(pid: pid, errorLogOffset: offset, settled: fields.count >= 5 && fields[4] == "1",
+                                          accessLogOffset: fields.count == 6 ? Int(fields[5]) : nil))
             }
         case "check-failed":
             if let text = message() { return .success(.checkFailed(text)) }
