@@ -41,7 +41,6 @@ import Testing
             #expect(line.range(of: #" ms=[0-9]+\.[0-9] "#, options: .regularExpression) != nil, "\(line)")
         }
         // Files go in one write batch: its command names the paths, its content travels on stdin (only its size is logged).
-        #expect(lines.contains { $0.contains("trace meridian.ssh: remote command text") && $0.contains("secret.yaml") && $0.contains(".meridian-tmp-") })
         #expect(lines.contains { $0.contains("debug meridian.ssh: remote command ") && $0.contains("stdin_bytes=") })
         #expect(lines.contains { $0.contains("trace meridian.ssh: remote command text") })
 
