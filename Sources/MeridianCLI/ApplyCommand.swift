@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MeridianSSH
 import MeridianEngine
 import MeridianModel
 import MeridianPlanning
@@ -38,11 +39,19 @@ struct ApplyCommand: AsyncParsableCommand {
 
     func run() async throws {
         let stream = format == .json ? ApplyEventStream() : nil
+        // One SSH session per host for the whole command: the plan's observation,
+        // the lock, the host steps and the unlock all go over it.
+        let sessions = SSHSessionPool()
         do {
-            try await apply(stream: stream)
+            try await apply(stream: stream, sessions: sessions)
+            await sessions.closeAll()
         } catch let exit as ExitCode {
+            await sessions.closeAll()
             if let stream, exit.rawValue != 0, !stream.ended { stream.refused(stream.lastError ?? "apply stopped with exit code \(exit.rawValue)", exitCode: exit.rawValue) }
             throw exit
+        } catch {
+            await sessions.closeAll()
+            throw error
         }
     }
 
@@ -51,8 +60,8 @@ struct ApplyCommand: AsyncParsableCommand {
         stream?.lastError = message
     }
 
-    func apply(stream: ApplyEventStream?) async throws {
-        let planning = try PlanningSession.open(fleetOptions: fleetOptions, selection: selection, format: .text)
+    func apply(stream: ApplyEventStream?, sessions: SSHSessionPool) async throws {
+        let planning = try PlanningSession.open(fleetOptions: fleetOptions, selection: selection, format: .text, sessions: sessions)
         let store = try await stateOptions.open(fleetRoot: fleetOptions.root)
         let engine = ApplyEngine(
             planning: planning.engine, store: store,

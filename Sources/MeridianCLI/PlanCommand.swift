@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MeridianSSH
 import MeridianEngine
 import MeridianModel
 import MeridianPlanning
@@ -52,7 +53,7 @@ struct PlanningSession {
     var format: OutputFormat
 
     /// Loads and checks the fleet (exit 65 on any problem) and the selected regions (exit 64).
-    static func open(fleetOptions: FleetOptions, selection: RegionSelection, format: OutputFormat) throws -> PlanningSession {
+    static func open(fleetOptions: FleetOptions, selection: RegionSelection, format: OutputFormat, sessions: SSHSessionPool? = nil) throws -> PlanningSession {
         let check = try FleetCheck.valid(root: fleetOptions.root, format: format)
         // `valid` returns only checks whose fleet loaded.
         let fleet = check.fleet!
@@ -62,7 +63,7 @@ struct PlanningSession {
             Output.error("error: \(error.message)")
             throw ExitCode(ExitStatus.usage)
         }
-        return PlanningSession(engine: PlanEngine(fleet: fleet, fleetRoot: fleetOptions.root, bundles: check.bundles), fleet: fleet, format: format)
+        return PlanningSession(engine: PlanEngine(fleet: fleet, fleetRoot: fleetOptions.root, bundles: check.bundles, sessions: sessions), fleet: fleet, format: format)
     }
 
     /// A freeze window is violated only by a change: the regions `plan`

@@ -398,9 +398,9 @@ public struct ApplyEngine: Sendable {
                 }
                 let manifest = ManifestBuilder.manifest(desired: host, plan: hostPlan, contents: contents, keyed: keyed, previous: state.manifest.manifest,
                                                         revision: revision, appliedAt: now, appliedBy: identity.actor)
-                let steps = HostStep.steps(for: hostPlan, desired: host, rewriteSensitive: rewrite,
-                                           writeManifest: !ManifestBuilder.sameContent(state.manifest.manifest, manifest),
-                                           activeSlots: (state.manifest.manifest?.components ?? [:]).mapValues(\.activeSlot))
+                let steps = HostStep.batched(HostStep.steps(for: hostPlan, desired: host, rewriteSensitive: rewrite,
+                                                            writeManifest: !ManifestBuilder.sameContent(state.manifest.manifest, manifest),
+                                                            activeSlots: (state.manifest.manifest?.components ?? [:]).mapValues(\.activeSlot)))
                 prepared[host.id] = Prepared(steps: steps, contents: contents, manifest: manifest)
             } catch {
                 failures[host.region, default: []].append(HostFailure(region: host.region, host: host.host, reason: "\(error)"))
@@ -417,12 +417,16 @@ public struct ApplyEngine: Sendable {
         let endpoints = hosts.map { planning.endpoint(for: $0) }
         let byID = Dictionary(hosts.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let release = LockReleaseScript(root: "", runID: lockRunID(run))
-        let outcomes = await SSHFanOut.run(endpoints, parallelism: parallelism) { session -> Bool in
+        let outcomes = await SSHFanOut.run(endpoints, parallelism: parallelism, pool: planning.sessions) { session -> Bool in
             guard let host = byID[session.endpoint.hostID], let work = prepared[host.id] else { return false }
             var unlock = release
             unlock.root = host.root
+            // When the host's last step is a write batch, the lock is given back at its end, in the same command.
+            let unlockFolded: Bool
+            if case .writeBatch = work.steps.last { unlockFolded = true } else { unlockFolded = false }
             let applier = HostApplier(session: session, desired: host, steps: work.steps, contents: work.contents, manifest: work.manifest,
-                                      artifacts: artifacts, store: store, run: run, timings: timings, events: events)
+                                      artifacts: artifacts, store: store, run: run, timings: timings, events: events,
+                                      afterLastStep: unlockFolded ? unlock.command : nil)
             do {
                 try await applier.apply()
             } catch {
@@ -430,14 +434,15 @@ public struct ApplyEngine: Sendable {
                 events(.hostFinished(region: host.region, host: host.host, error: "\(error)"))
                 throw error
             }
-            if work.steps.contains(.writeManifest) {
+            if work.steps.contains(where: \.writesManifest) {
                 _ = try await store.recordManifest(run: run, region: host.region, host: host.host, manifest: work.manifest.encoded())
             }
-            _ = try? await session.exec(unlock.command)
+            if !unlockFolded { _ = try? await session.exec(unlock.command) }
             events(.hostFinished(region: host.region, host: host.host, error: nil))
             return work.steps.contains { step in
                 switch step {
                 case .writeManifest, .prepareHost: return false
+                case .writeBatch(_, let paths, _): return !paths.isEmpty
                 case .installRelease, .writeFile, .deleteFile, .stopComponent, .linkSlot, .startComponent, .healthCheck, .smokeTest, .activateGateway: return true
                 }
             }
@@ -476,7 +481,7 @@ public struct ApplyEngine: Sendable {
     /// Removes a lock an interrupted run of this store left, then observes and locks again.
     func retakeLock(_ host: DesiredHostState, from holder: RemoteLock?, request: LockRequest, recordedSensitive: Set<String>, fleetKey: Data) async -> Result<Observation, HostFailure> {
         guard let holder else { return .failure(HostFailure(region: host.region, host: host.host, reason: "its lock vanished while being read; try again")) }
-        let outcome = await SSHFanOut.run([planning.endpoint(for: host)], parallelism: 1) { session in
+        let outcome = await SSHFanOut.run([planning.endpoint(for: host)], parallelism: 1, pool: planning.sessions) { session in
             _ = try await session.run(LockReleaseScript(root: host.root, runID: holder.runID).command)
             return try await HostObserver.observe(PlanEngine.observeScript(for: host, lock: request, recordedSensitive: recordedSensitive, fleetKey: fleetKey), on: session)
         }
@@ -488,7 +493,7 @@ public struct ApplyEngine: Sendable {
         guard !hosts.isEmpty else { return }
         let roots = Dictionary(hosts.map { ($0.id, $0.root) }, uniquingKeysWith: { a, _ in a })
         let runID = lockRunID(run)
-        _ = await SSHFanOut.run(hosts.map { planning.endpoint(for: $0) }, parallelism: parallelism) { session in
+        _ = await SSHFanOut.run(hosts.map { planning.endpoint(for: $0) }, parallelism: parallelism, pool: planning.sessions) { session in
             _ = try await session.exec(LockReleaseScript(root: roots[session.endpoint.hostID] ?? "/", runID: runID).command)
         }
     }

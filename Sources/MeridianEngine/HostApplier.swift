@@ -52,14 +52,17 @@ struct HostApplier: Sendable {
     let run: RunID
     let timings: ApplyTimings
     let events: @Sendable (ApplyEvent) -> Void
+    /// Run at the end of the last step's own command when that step is a
+    /// write batch (the lock release), saving the host a round trip.
+    var afterLastStep: RemoteCommand? = nil
 
     func apply() async throws {
-        for step in steps {
+        for (index, step) in steps.enumerated() {
             let summary = step.summary
             let entry = try await store.beginStep(StepStart(run: run, region: desired.region, host: desired.host, step: summary, detail: JSONDetail(["root": desired.root])))
             events(.stepStarted(region: desired.region, host: desired.host, step: summary))
             do {
-                try await execute(step)
+                try await execute(step, then: index == steps.count - 1 ? afterLastStep : nil)
             } catch {
                 let reason = "\(error)"
                 _ = try? await store.finishStep(entry, outcome: .failed, detail: JSONDetail(["error": reason]))
@@ -71,9 +74,29 @@ struct HostApplier: Sendable {
         }
     }
 
-    func execute(_ step: HostStep) async throws {
+    func execute(_ step: HostStep, then next: RemoteCommand? = nil) async throws {
         let root = desired.root
         switch step {
+        case .writeBatch(let keeping, let paths, let writesManifest):
+            var files: [RemoteScripts.BatchedFile] = []
+            var data: [Data] = []
+            for path in paths {
+                guard let file = desired.files.first(where: { $0.path == path }), let content = contents[path] else {
+                    throw HostStepError(step: step.summary, reason: "\(path) is not in the desired state")
+                }
+                files.append(RemoteScripts.BatchedFile(path: path, mode: file.mode))
+                data.append(content)
+            }
+            if writesManifest {
+                // The list of sensitive paths is renamed into place before the
+                // manifest, so no observation after this apply reads in plain a
+                // file the manifest records as sensitive.
+                files.append(RemoteScripts.BatchedFile(path: HostManifest.sensitivePathsFile, mode: 0o644))
+                data.append(manifest.sensitivePathsList)
+                files.append(RemoteScripts.BatchedFile(path: HostManifest.path, mode: 0o644))
+                data.append(manifest.encoded())
+            }
+            _ = try await session.run(RemoteScripts.writeBatch(root: root, keeping: keeping, files: files, then: next), stdin: RemoteScripts.batchInput(data))
         case .prepareHost(let paths):
             _ = try await session.run(RemoteScripts.prepareHost(root: root, keeping: paths))
         case .installRelease(let release):

@@ -68,8 +68,12 @@ public struct PlanEngine: Sendable {
 
     /// How this fleet's hosts are reached: the one mapping every engine uses.
     public let endpoints: FleetEndpoints
+    /// Sessions the command keeps open across its phases (plan, then apply's
+    /// lock, steps and unlock reuse them); nil opens one per fan-out.
+    public let sessions: SSHSessionPool?
 
-    public init(fleet: Fleet, fleetRoot: URL, bundles: [GovernanceBundle], environment: [String: String] = ProcessInfo.processInfo.environment) {
+    public init(fleet: Fleet, fleetRoot: URL, bundles: [GovernanceBundle], environment: [String: String] = ProcessInfo.processInfo.environment, sessions: SSHSessionPool? = nil) {
+        self.sessions = sessions
         self.fleet = fleet
         self.fleetRoot = fleetRoot
         self.bundles = bundles
@@ -164,7 +168,7 @@ public struct PlanEngine: Sendable {
                  lock: @escaping @Sendable (DesiredHostState) -> LockRequest?) async -> [Result<Observation, HostFailure>] {
         let targets = hosts.map { endpoint(for: $0) }
         let byID = Dictionary(hosts.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        let outcomes = await SSHFanOut.run(targets, parallelism: parallelism) { session in
+        let outcomes = await SSHFanOut.run(targets, parallelism: parallelism, pool: sessions) { session in
             guard let host = byID[session.endpoint.hostID] else { throw HostFailure(region: session.endpoint.region, host: session.endpoint.hostName, reason: "not in the desired state") }
             return try await HostObserver.observe(Self.observeScript(for: host, lock: lock(host), recordedSensitive: recordedSensitive[host.id] ?? [], fleetKey: fleetKey), on: session)
         }

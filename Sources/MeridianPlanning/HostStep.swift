@@ -27,6 +27,10 @@ public enum HostStep: Sendable, Equatable {
     /// and confirmed serving (`GatewayActivation`).
     case activateGateway
     case writeManifest
+    /// Consecutive `prepareHost` (when first), `writeFile`s and `writeManifest`
+    /// done as one remote command (`RemoteScripts.writeBatch`): one round
+    /// trip and one journal entry, every file still written whole.
+    case writeBatch(keeping: [String]?, paths: [String], manifest: Bool)
 
     /// The sentence the journal and progress lines show.
     public var summary: String {
@@ -42,7 +46,59 @@ public enum HostStep: Sendable, Equatable {
         case .smokeTest(let component, let slot): return "smoke-probe \(component) (\(slot.rawValue))"
         case .activateGateway: return "check, put in place and reload the gateway configuration \(GatewayConfig.path)"
         case .writeManifest: return "write \(HostManifest.path)"
+        case .writeBatch(let keeping, let paths, let manifest):
+            var parts: [String] = []
+            if let keeping { parts.append(HostStep.prepareHost(keeping: keeping).summary) }
+            if !paths.isEmpty { parts.append("write " + paths.joined(separator: ", ")) }
+            if manifest { parts.append(HostStep.writeManifest.summary) }
+            return parts.joined(separator: "; ")
         }
+    }
+
+    /// Whether the step writes the host's manifest.
+    public var writesManifest: Bool {
+        switch self {
+        case .writeManifest: return true
+        case .writeBatch(_, _, let manifest): return manifest
+        case .prepareHost, .installRelease, .writeFile, .deleteFile, .stopComponent, .linkSlot, .startComponent, .healthCheck, .smokeTest, .activateGateway: return false
+        }
+    }
+
+    /// The same steps with every run of `prepareHost` (only at its start),
+    /// `writeFile` and `writeManifest` folded into one `writeBatch`, in the
+    /// same order. A lone `prepareHost` stays as it is.
+    public static func batched(_ steps: [HostStep]) -> [HostStep] {
+        var result: [HostStep] = []
+        var keeping: [String]?
+        var paths: [String] = []
+        var manifest = false
+        var open = false
+        func flush() {
+            guard open else { return }
+            if paths.isEmpty && !manifest, let keeping {
+                result.append(.prepareHost(keeping: keeping))
+            } else {
+                result.append(.writeBatch(keeping: keeping, paths: paths, manifest: manifest))
+            }
+            (keeping, paths, manifest, open) = (nil, [], false, false)
+        }
+        for step in steps {
+            switch step {
+            case .prepareHost(let kept):
+                flush()
+                (keeping, open) = (kept, true)
+            case .writeFile(let path) where !manifest:
+                paths.append(path)
+                open = true
+            case .writeManifest where !manifest:
+                (manifest, open) = (true, true)
+            case .writeBatch, .writeFile, .writeManifest, .installRelease, .deleteFile, .stopComponent, .linkSlot, .startComponent, .healthCheck, .smokeTest, .activateGateway:
+                flush()
+                result.append(step)
+            }
+        }
+        flush()
+        return result
     }
 
     /// Decides a host's steps from its plan. `rewriteSensitive` names sensitive

@@ -7,7 +7,8 @@ public struct HostOutcome<Value: Sendable>: Sendable {
 }
 
 /// Bounded parallel work over many hosts. Invariant: one session per host per
-/// run, opened once, reused by every step of `body` and closed at the end;
+/// run, opened once, reused by every step of `body` and closed at the end
+/// (or, with a `pool`, taken from it and left open in it for the next phase);
 /// at most `parallelism` sessions are open at once; a host's failure (dead,
 /// slow, refused) is its own outcome and never delays the others beyond that
 /// host's own timeouts, because each session blocks only its own queue.
@@ -21,6 +22,7 @@ public enum SSHFanOut {
     public static func run<Value: Sendable>(
         _ endpoints: [SSHEndpoint],
         parallelism: Int = defaultParallelism,
+        pool: SSHSessionPool? = nil,
         _ body: @escaping @Sendable (SSHSession) async throws -> Value
     ) async -> [HostOutcome<Value>] {
         let width = min(max(1, parallelism), maximumParallelism)
@@ -35,13 +37,18 @@ public enum SSHFanOut {
                     let start = ContinuousClock.now
                     let result: Result<Value, any Error>
                     do {
-                        let session = try await SSHSession.open(endpoint)
+                        let session: SSHSession
+                        if let pool { session = try await pool.session(for: endpoint) } else { session = try await SSHSession.open(endpoint) }
                         do {
                             result = .success(try await body(session))
                         } catch {
                             result = .failure(error)
                         }
-                        await session.close()
+                        if let pool {
+                            if case .failure = result, await !session.looksAlive() { await pool.drop(session) }
+                        } else {
+                            await session.close()
+                        }
                     } catch {
                         result = .failure(error)
                     }

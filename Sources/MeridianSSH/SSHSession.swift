@@ -177,6 +177,21 @@ public final class SSHSession: @unchecked Sendable {
 
     func markBroken(_ reason: String) { brokenReason = reason }
 
+    /// Whether the session can still carry a request, as far as can be told
+    /// without a round trip: not broken or closed, and its socket shows no
+    /// hang-up, error or end of stream (a server that went away).
+    public func looksAlive() async -> Bool {
+        (try? await onQueue { () -> Bool in
+            guard self.brokenReason == nil, self.session != nil, self.socketFD >= 0 else { return false }
+            var probe = pollfd(fd: self.socketFD, events: Int16(POLLIN), revents: 0)
+            guard poll(&probe, 1, 0) >= 0 else { return false }
+            if probe.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 { return false }
+            guard probe.revents & Int16(POLLIN) != 0 else { return true }
+            var byte: UInt8 = 0
+            return recv(self.socketFD, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) != 0
+        }) ?? false
+    }
+
     // MARK: - Establishing
 
     private func establish(verifyAndAuthenticate: Bool) throws {

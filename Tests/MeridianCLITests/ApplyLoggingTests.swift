@@ -40,7 +40,8 @@ import Testing
             #expect(line.range(of: #" exit=(-?[0-9]+|"signal [A-Z]+") "#, options: .regularExpression) != nil, "\(line)")
             #expect(line.range(of: #" ms=[0-9]+\.[0-9] "#, options: .regularExpression) != nil, "\(line)")
         }
-        #expect(lines.contains { $0.contains("meridian.ssh: upload ") && $0.contains("secret.yaml") && $0.contains("outcome=transferred") })
+        // Files go in one write batch: its command names the paths, its content travels on stdin (only its size is logged).
+        #expect(lines.contains { $0.contains("debug meridian.ssh: remote command ") && $0.contains("stdin_bytes=") })
         #expect(lines.contains { $0.contains("trace meridian.ssh: remote command text") })
 
         // --verbose is debug: the command lines, not their whole text.

@@ -28,7 +28,11 @@ public enum RemoteScripts {
     /// Removes upload temporaries left by interrupted runs, creates each file's folder, and copies every existing file to
     /// `state/previous/<path>` (through a temporary name, so the kept copy is whole).
     public static func prepareHost(root: String, keeping paths: [String]) -> RemoteCommand {
-        var lines = ["set -e"]
+        RemoteCommand(["sh", "-c", (["set -e"] + prepareLines(root: root, keeping: paths)).joined(separator: "\n")])
+    }
+
+    static func prepareLines(root: String, keeping paths: [String]) -> [String] {
+        var lines: [String] = []
         // Upload temporaries carry UploadNaming.temporaryMarker; one left by a killed run is garbage (this run holds the lock).
         lines.append("find \(["config", "governance", "state", "releases/.incoming"].map { q(join(root, $0)) }.joined(separator: " ")) -name \(q("*" + UploadNaming.temporaryMarker + "*")) -type f -exec rm -f -- {} + 2>/dev/null || true")
         var folders: Set<String> = [join(root, "state")]
@@ -42,6 +46,67 @@ public enum RemoteScripts {
             let kept = previousPath(root: root, path: path)
             lines.append("if [ -f \(file) ] && [ ! -L \(file) ]; then cp -p -- \(file) \(q(kept + ".tmp")) && mv -f -- \(q(kept + ".tmp")) \(q(kept)); fi")
         }
+        return lines
+    }
+
+    /// One file of a write batch: where it goes (under the root) and its mode.
+    public struct BatchedFile: Sendable, Equatable {
+        public var path: String
+        public var mode: Int
+        public init(path: String, mode: Int) {
+            self.path = path
+            self.mode = mode
+        }
+    }
+
+    /// The standard input `writeBatch` reads: for each file, in order, a line
+    /// `<sha256> <size>` and then exactly that many bytes. Hashes travel here,
+    /// not in the command line, so nothing about a sensitive file's content
+    /// reaches a process list or a log.
+    public static func batchInput(_ contents: [Data]) -> Data {
+        var input = Data()
+        for data in contents {
+            input.append(Data("\(SHA256.hex(data)) \(data.count)\n".utf8))
+            input.append(data)
+        }
+        return input
+    }
+
+    /// Writes several files whole in one command (one round trip): with
+    /// `keeping`, first does `prepareHost`'s work; then reads each file from
+    /// standard input (`batchInput`) into a temporary name beside it, checks
+    /// its size and SHA-256, sets its mode; once every file arrived whole,
+    /// flushes them to disk and renames them into place in the order given
+    /// (so a manifest listed last is never ahead of the files it records).
+    /// Input that ends early renames nothing and removes every temporary; a
+    /// kill mid-way leaves temporaries that the next prepare removes.
+    /// `then` runs last, once everything is in place (the lock release when
+    /// nothing follows on the host).
+    public static func writeBatch(root: String, keeping: [String]?, files: [BatchedFile], then next: RemoteCommand? = nil) -> RemoteCommand {
+        var lines = ["set -e"]
+        if let keeping { lines += prepareLines(root: root, keeping: keeping) }
+        let folders = Set(files.map { parent(join(root, $0.path)) }).sorted()
+        if !folders.isEmpty { lines.append("mkdir -p -- " + folders.map(q).joined(separator: " ")) }
+        let temporaries = files.indices.map { "\"$t\($0)\"" }
+        for (index, file) in files.enumerated() {
+            lines.append("t\(index)=\(q(join(root, file.path) + UploadNaming.temporaryMarker))$$")
+        }
+        if !files.isEmpty { lines.append("trap 'rm -f -- \(temporaries.joined(separator: " "))' EXIT") }
+        for (index, file) in files.enumerated() {
+            let t = temporaries[index]
+            lines.append("IFS=' ' read -r h n || { echo \(q("the content of " + file.path + " did not arrive")) >&2; exit 1; }")
+            lines.append("head -c \"$n\" > \(t)")
+            lines.append("[ \"$(wc -c < \(t) | tr -d ' ')\" = \"$n\" ] && [ \"$(sha256sum < \(t) | cut -c1-64)\" = \"$h\" ] || { echo \(q("the content of " + file.path + " arrived incomplete")) >&2; exit 1; }")
+            lines.append("chmod \(String(file.mode, radix: 8)) \(t)")
+        }
+        if !files.isEmpty {
+            lines.append("sync \(temporaries.joined(separator: " ")) 2>/dev/null || sync")
+            for (index, file) in files.enumerated() {
+                lines.append("mv -f -- \(temporaries[index]) \(q(join(root, file.path)))")
+            }
+            lines.append("trap - EXIT")
+        }
+        if let next { lines.append(next.line) }
         return RemoteCommand(["sh", "-c", lines.joined(separator: "\n")])
     }
 
