@@ -125,7 +125,8 @@ final class RemediationFleet: @unchecked Sendable {
         let setup = try await RemediationFleet(addressPrefix: "127.0.95", port: 19561)
         defer { setup.tearDown() }
         try await setup.applyAll()
-        #expect(try await setup.findings().isEmpty)
+        let clean = try await setup.findings()
+        #expect(clean.isEmpty, "\(clean.map { "\($0.kind.rawValue) \($0.subject): \($0.detail)" }) log: \((try? String(contentsOfFile: setup.host.root + "/run/inference-blue.log", encoding: .utf8)) ?? "-")")
 
         let configPath = setup.host.root + "/config/inference/server.yaml"
         try "edited by hand\n".write(toFile: configPath, atomically: false, encoding: .utf8)
