@@ -151,7 +151,7 @@ struct HostApplier: Sendable {
         let place = "smoke probe \(probe.name) of \(component) (\(slot.rawValue)): \(probe.method) \(HostPort(address, port))\(probe.path)"
         let response: HTTPResponse
         do {
-            response = try await session.httpRequest(method: probe.method, address: address, port: port, path: probe.path, timeout: .seconds(5))
+            response = try await session.httpRequest(method: probe.method, address: address, port: port, path: probe.path, timeout: .seconds(20))
         } catch {
             throw HostStepError(step: place, reason: "no answer: \(error)")
         }

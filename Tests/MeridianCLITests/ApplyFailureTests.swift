@@ -41,14 +41,21 @@ import MeridianTestHosts
         #expect(!FileManager.default.fileExists(atPath: cluster.hosts[0].root + "/config"))
     }
 
-    /// Starts `meridian apply --auto-approve` without waiting for it.
-    func startApply(_ fleet: ApplyTestFleet) throws -> Process {
+    /// Starts `meridian apply --auto-approve` without waiting for it, its output going to `output` when given.
+    func startApply(_ fleet: ApplyTestFleet, output: URL? = nil) throws -> Process {
         let process = Process()
         process.executableURL = CLI.executable
         process.arguments = ["apply", "--auto-approve", "--fleet", fleet.path]
         process.environment = ["PATH": "/usr/bin:/bin", "HOME": FileManager.default.temporaryDirectory.path, "NO_COLOR": "1", "MERIDIAN_TEST_API_KEY": "s3cret-value"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        if let output {
+            FileManager.default.createFile(atPath: output.path, contents: nil)
+            let log = try FileHandle(forWritingTo: output)
+            process.standardOutput = log
+            process.standardError = log
+        } else {
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+        }
         process.standardInput = FileHandle.nullDevice
         try process.run()
         return process
@@ -96,12 +103,14 @@ import MeridianTestHosts
         // A configuration change and a version change, killed part-way.
         try fleet.writeRegion(0, "north", maxTokens: 555, version: "2.0.0")
         let previous = try await newestRun(fleet)
-        let process = try startApply(fleet)
+        let log = fleet.directory.appendingPathComponent("killed-apply.log")
+        let process = try startApply(fleet, output: log)
         let reached = try await waitForJournal(fleet, entries: killAfter, process: process, after: previous)
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
-        #expect(reached, "the apply ended before journaling \(killAfter) steps")
-        #expect(process.terminationReason == .uncaughtSignal)
+        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        #expect(reached, "the apply ended before journaling \(killAfter) steps:\n\(output)")
+        #expect(process.terminationReason == .uncaughtSignal, "the apply ended on its own (exit \(process.terminationStatus)):\n\(output)")
 
         // Whole files only, and a readable store that shows the run unfinished.
         let now = read(server)
