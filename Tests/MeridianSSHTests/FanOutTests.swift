@@ -104,7 +104,7 @@ import Testing
         let shared = cluster.directory + "/inside"
         for folder in ["in", "began", "seen"] { try FileManager.default.createDirectory(atPath: shared + "/" + folder, withIntermediateDirectories: true) }
         let total = cluster.hosts.count
-        let outcomes = await SSHFanOut.run(cluster.hosts.map { endpoint(cluster, $0) }, parallelism: cap) { session in
+        let outcomes = await SSHFanOut.run(cluster.hosts.map { endpoint(cluster, $0, commandTimeout: .seconds(300)) }, parallelism: cap) { session in
             let me = RemoteCommand.quote(session.endpoint.hostName)
             let dir = RemoteCommand.quote(shared)
             // Enter; stay until `cap` are inside (or every host has begun:
@@ -120,7 +120,7 @@ import Testing
                   if [ "$n" -ge \(cap) ] || [ "$(ls "$d/began" | wc -l)" -ge \(total) ]; then
                     full=$((full + 1)); [ $full -ge 100 ] && break
                   fi
-                  i=$((i + 1)); [ $i -le 2000 ] || { echo "never $n inside" >&2; exit 9; }
+                  i=$((i + 1)); [ $i -le 12000 ] || { echo "never $n inside" >&2; exit 9; }
                   sleep 0.01
                 done
                 echo "$most" > "$d/seen/"\(me); rm "$d/in/"\(me); echo "$most"
