@@ -40,6 +40,9 @@ public final class NginxRegionGateway: RegionGateway, @unchecked Sendable {
 
     func current() -> [DesiredHostState] { lock.withLock { gateways } }
 
+    /// The region these gateways serve, for errors.
+    var region: String { current().first?.region ?? "-" }
+
     func withSession<T: Sendable>(_ host: DesiredHostState, _ body: (SSHSession) async throws -> T) async throws -> T {
         try await sessions.using(host, planning: planning, body)
     }
@@ -69,7 +72,7 @@ public final class NginxRegionGateway: RegionGateway, @unchecked Sendable {
     /// (so drift and plan expect it), then puts it live there.
     public func setWeight(component: String, canary: Slot, weight: Int) async throws {
         guard let split = TrafficSplit.percent(weight, on: canary) else {
-            throw HostFailure(region: "-", host: "-", reason: "a canary weight must be 0…100, not \(weight)")
+            throw HostFailure(region: region, host: "gateway", reason: "a canary weight must be 0…100, not \(weight) (the rollout record of \(component) is damaged; `meridian rollout status \(region)` shows it)")
         }
         for host in current() {
             guard let config = host.gateway?.withSplit(split, for: component) else { continue }
@@ -114,7 +117,7 @@ public final class NginxRegionGateway: RegionGateway, @unchecked Sendable {
     /// canary against stable by `CanaryAnalyzer` with the component's settings.
     public func analyse(component: String, canary: Slot, weight: Int, step: Int, from: Int64, to: Int64) async throws -> StepAnalysis {
         guard let settings = planning.fleet.component(named: component) else {
-            throw HostFailure(region: "-", host: "-", reason: "component \(component) is not in the fleet")
+            throw HostFailure(region: region, host: "gateway", reason: "component \(component) is not in the fleet files any more; restore it, or `meridian rollout abort \(region)`")
         }
         var text = ""
         for host in current() {

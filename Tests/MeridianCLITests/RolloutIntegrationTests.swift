@@ -5,9 +5,9 @@ import MeridianState
 import MeridianTestHosts
 
 /// Blue-green rollouts, waves and the rollout commands: the built binary
-/// against real sshd test hosts on 127.0.110.x, ports 19100–19199. These
-/// regions have no gateway process yet, so the traffic split is the one
-/// the hosts' manifests record.
+/// against real sshd test hosts on 127.0.110.x, ports 19100–19199. Their
+/// component has no route, so its traffic split lives in the hosts'
+/// manifests only; TrafficRolloutTests moves traffic through nginx.
 @Suite(.serialized) struct RolloutIntegrationTests {
     func link(_ host: TestHost, _ component: String, _ slot: String) -> String? {
         try? FileManager.default.destinationOfSymbolicLink(atPath: "\(host.root)/slots/\(component)/\(slot)")
