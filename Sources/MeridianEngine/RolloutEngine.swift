@@ -68,49 +68,32 @@ public struct RolloutDriver: Sendable {
         self.maximumDecisions = maximumDecisions
     }
 
-    /// Open sessions by host, reopened when one drops, and the manifest each
-    /// host showed when last observed (what a weight change starts from).
+    /// The sessions a region's rollouts use (an `SSHSessionPool`: one per host,
+    /// reopened when one drops), and the manifest each host showed when last
+    /// observed (what a weight change starts from).
     public final class Sessions: @unchecked Sendable {
-        public init() {}
-
+        let pool: SSHSessionPool
         private let lock = NSLock()
-        private var open: [HostID: SSHSession] = [:]
         private var manifests: [HostID: HostManifest] = [:]
+
+        public init(pool: SSHSessionPool = SSHSessionPool()) { self.pool = pool }
 
         func remember(_ manifest: HostManifest?, of id: HostID) { lock.withLock { manifests[id] = manifest } }
         func manifest(of id: HostID) -> HostManifest? { lock.withLock { manifests[id] } }
 
-        func session(for host: DesiredHostState, planning: PlanEngine) async throws -> SSHSession {
-            if let existing = lock.withLock({ open[host.id] }) { return existing }
-            let session = try await SSHSession.open(planning.endpoint(for: host))
-            lock.withLock { open[host.id] = session }
-            return session
-        }
-
         /// Runs `body` on the host's session; a transport error drops the
         /// session, so the next use opens a new one.
         func using<T: Sendable>(_ host: DesiredHostState, planning: PlanEngine, _ body: (SSHSession) async throws -> T) async throws -> T {
-            let session = try await session(for: host, planning: planning)
+            let session = try await pool.session(for: planning.endpoint(for: host))
             do {
                 return try await body(session)
             } catch let error as SSHError {
-                await drop(host.id)
+                await pool.drop(session)
                 throw error
             }
         }
 
-        func drop(_ id: HostID) async {
-            let session = lock.withLock { open.removeValue(forKey: id) }
-            await session?.close()
-        }
-
-        public func closeAll() async {
-            let all = lock.withLock { () -> [SSHSession] in
-                defer { open.removeAll() }
-                return Array(open.values)
-            }
-            for session in all { await session.close() }
-        }
+        public func closeAll() async { await pool.closeAll() }
     }
 
     static func now() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
