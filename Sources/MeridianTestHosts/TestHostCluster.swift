@@ -41,10 +41,10 @@ public final class TestHostCluster: @unchecked Sendable {
 
     /// The `defaults.ssh` block of a meridian.yaml that reaches these hosts
     /// (every line indented by `indent` spaces, the first being `ssh:`).
-    public func sshDefaultsYAML(indent: Int = 2) -> String {
+    public func sshDefaultsYAML(indent: Int = 2, connectTimeout: String = "3s") -> String {
         let margin = String(repeating: " ", count: indent)
         return ["ssh:", "  user: \(user)", "  port: \(hosts[0].port)", "  identity: \(identityFile)", "  agent: false",
-                "  known_hosts: \(knownHostsFile)", "  connect_timeout: 3s", "  command_timeout: 30s"]
+                "  known_hosts: \(knownHostsFile)", "  connect_timeout: \(connectTimeout)", "  command_timeout: 30s"]
             .map { margin + $0 + "\n" }.joined()
     }
 

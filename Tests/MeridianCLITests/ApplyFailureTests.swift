@@ -61,26 +61,6 @@ import MeridianTestHosts
         return process
     }
 
-    /// Waits (bounded) until the newest run has journaled at least `entries` steps, or the process ended.
-    func waitForJournal(_ fleet: ApplyTestFleet, entries: Int, process: Process, after previous: RunID?) async throws -> Bool {
-        for _ in 0..<3000 {
-            if !process.isRunning { return false }
-            if FileManager.default.fileExists(atPath: fleet.statePath) {
-                let store = try await SQLiteStateStore.open(path: fleet.statePath)
-                if let run = try await store.recentRuns(limit: 1).first, run.id != previous, try await store.journal(of: run.id).count >= entries {
-                    return true
-                }
-            }
-            try await Task.sleep(for: .milliseconds(3))
-        }
-        return false
-    }
-
-    func newestRun(_ fleet: ApplyTestFleet) async throws -> RunID? {
-        guard FileManager.default.fileExists(atPath: fleet.statePath) else { return nil }
-        return try await SQLiteStateStore.open(path: fleet.statePath).recentRuns(limit: 1).first?.id
-    }
-
     func temporaries(under root: String) -> [String] {
         let names = FileManager.default.enumerator(atPath: root)?.compactMap { $0 as? String } ?? []
         return names.filter { $0.contains(".meridian-tmp-") || $0.contains(".unpack-") }
@@ -91,9 +71,9 @@ import MeridianTestHosts
         let cluster = try TestHostCluster(count: 1, addressPrefix: "127.0.83", firstOctet: killAfter)
         let fleet = try ApplyTestFleet(cluster: cluster, regions: ["north"], portBase: 18860 + 4 * killAfter)
         defer { fleet.tearDown() }
-        // Version 2.0.0 listens only 3 s after it starts, so the run's health
+        // Version 2.0.0 listens only 4 s after it starts, so the run's health
         // check holds it past every kill point however loaded the machine is.
-        try fleet.setPlatform("1.0.0", startDelay: "2.0.0=3")
+        try fleet.setPlatform("1.0.0", startDelay: "2.0.0=4")
         let root = cluster.hosts[0].root
         let first = try fleet.meridian(["apply", "--auto-approve"])
         #expect(first.status == 0, "\(first.stdout)\n\(first.stderr)")
@@ -102,14 +82,13 @@ import MeridianTestHosts
 
         // A configuration change and a version change, killed part-way.
         try fleet.writeRegion(0, "north", maxTokens: 555, version: "2.0.0")
-        let previous = try await newestRun(fleet)
         let log = fleet.directory.appendingPathComponent("killed-apply.log")
         let process = try startApply(fleet, output: log)
-        let reached = try await waitForJournal(fleet, entries: killAfter, process: process, after: previous)
+        let reached = await CLI.waitForLines(containing: "— ok", count: killAfter, in: log, of: process)
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-        #expect(reached, "the apply ended before journaling \(killAfter) steps:\n\(output)")
+        #expect(reached, "the apply ended before finishing \(killAfter) steps:\n\(output)")
         #expect(process.terminationReason == .uncaughtSignal, "the apply ended on its own (exit \(process.terminationStatus)):\n\(output)")
 
         // Whole files only, and a readable store that shows the run unfinished.
@@ -137,17 +116,20 @@ import MeridianTestHosts
         let cluster = try TestHostCluster(count: 2, addressPrefix: "127.0.84")
         let fleet = try ApplyTestFleet(cluster: cluster, regions: ["north", "south"], portBase: 18900)
         defer { fleet.tearDown() }
+        // 2.0.0 listens only 4 s after it starts: the kill lands while the run waits for it.
+        try fleet.setPlatform("1.0.0", startDelay: "2.0.0=4")
         let first = try fleet.meridian(["apply", "--auto-approve"])
         #expect(first.status == 0, "\(first.stdout)\n\(first.stderr)")
 
         try fleet.writeRegion(0, "north", maxTokens: 9, version: "2.0.0")
-        let previous = try await newestRun(fleet)
-        let process = try startApply(fleet)
-        let reached = try await waitForJournal(fleet, entries: 2, process: process, after: previous)
+        let log = fleet.directory.appendingPathComponent("sshd-killed-apply.log")
+        let process = try startApply(fleet, output: log)
+        let reached = await CLI.waitForLines(containing: "install release inference-north 2.0.0 — ok", in: log, of: process)
         cluster.kill(cluster.hosts[0])
         #expect(process.endsWithin(), "apply did not end within 20 s of its host's sshd being killed")
-        #expect(reached)
-        #expect(process.terminationStatus == 1)
+        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        #expect(reached, "the apply ended before installing the release:\n\(output)")
+        #expect(process.terminationStatus == 1, "\(output)")
 
         try cluster.restart(cluster.hosts[0])
         let converge = try fleet.meridian(["apply", "--auto-approve"])

@@ -37,14 +37,15 @@ struct ApplyTestFleet {
 
     /// Rewrites meridian.yaml with every component at `version`, health-checked at `health`, upgraded
     /// by `strategy` (with `extra` YAML lines under each component), and `waves` appended verbatim;
-    /// `startDelay` ("2.0.0=3") makes that version wait that many seconds before it listens.
-    func setPlatform(_ version: String, health: String = "/healthz", strategy: String? = nil, extra: [String] = [], gracePeriod: String? = nil, waves: String? = nil, startDelay: String? = nil) throws {
+    /// `startDelay` ("2.0.0=3") makes that version wait that many seconds before it listens;
+    /// `connectTimeout` bounds each SSH login.
+    func setPlatform(_ version: String, health: String = "/healthz", strategy: String? = nil, extra: [String] = [], gracePeriod: String? = nil, waves: String? = nil, startDelay: String? = nil, connectTimeout: String = "3s") throws {
         let delay = startDelay.map { ", --start-delay, \"\($0)\"" } ?? ""
         var text = """
         version: 1
         name: apply-test
         defaults:
-        \(gracePeriod.map { "  grace_period: \($0)\n" } ?? "")\(cluster.sshDefaultsYAML())components:
+        \(gracePeriod.map { "  grace_period: \($0)\n" } ?? "")\(cluster.sshDefaultsYAML(connectTimeout: connectTimeout))components:
 
         """
         for index in regions.indices {

@@ -74,3 +74,19 @@ enum CLI {
         #expect(run.transcript == expected, "golden \(name) differs; rerun with MERIDIAN_UPDATE_GOLDEN=1 and review the diff", sourceLocation: sourceLocation)
     }
 }
+
+extension CLI {
+    /// Waits (bounded, about 60 s) until the output `process` writes to `log`
+    /// has `count` lines containing `text`, and returns true when it did; false
+    /// when the process ended first or the bound was reached. The CLI writes
+    /// each progress line with its own unbuffered write, so a line in the log
+    /// means that step has finished on the host.
+    static func waitForLines(containing text: String, count: Int = 1, in log: URL, of process: Process) async -> Bool {
+        for _ in 0..<6000 where process.isRunning {
+            let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            if output.components(separatedBy: "\n").filter({ $0.contains(text) }).count >= count { return process.isRunning }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return false
+    }
+}

@@ -226,7 +226,9 @@ import MeridianTestHosts
         let clean = try fleet.meridian(["drift"])
         #expect(clean.status == 0, "\(clean.stdout)\n\(clean.stderr)")
 
-        // SIGTERM while a run is in flight (the host is paused, so it cannot finish).
+        // SIGTERM while a run is in flight (the host is paused and the login
+        // waits up to 60 s for it, so the run cannot finish first).
+        try fleet.setPlatform("1.0.0", connectTimeout: "60s")
         cluster.pause(host)
         defer { cluster.resume(host) }
         let process = Process()
