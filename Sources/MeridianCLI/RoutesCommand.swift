@@ -3,6 +3,7 @@ import Foundation
 import MeridianEngine
 import MeridianModel
 import MeridianPlanning
+import MeridianState
 
 /// `meridian routes`: the residency routing table the gateways enforce, and
 /// `meridian routes verify`, which proves the live gateways follow it.
@@ -57,11 +58,15 @@ struct RoutesVerify: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Send requests through every gateway over SSH and check where each went against the routing table.",
-        discussion: "Prints a matrix (gateway × jurisdiction → serving region or refusal, ✓/✗). Exits 1 on any violation or unreachable host."
+        discussion: """
+        Prints a matrix (gateway × jurisdiction → serving region or refusal, ✓/✗). Exits 1 on any violation or unreachable host. \
+        The result is recorded in the state store (a run of kind routes-verify), where `meridian status` shows it.
+        """
     )
 
     @OptionGroup var fleetOptions: FleetOptions
     @OptionGroup var selection: RegionSelection
+    @OptionGroup var stateOptions: StateOptions
     @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
     func run() async throws {
@@ -70,13 +75,17 @@ struct RoutesVerify: AsyncParsableCommand {
         let table = ResidencyCompiler.compile(fleet).0
         let verifier = ResidencyVerifier(fleet: fleet, table: table, endpoints: FleetEndpoints(fleet: fleet, fleetRoot: fleetOptions.root),
                                          parallelism: fleet.settings.defaults.parallelism)
+        let store = try await stateOptions.open(fleetRoot: fleetOptions.root)
+        let recorder = try await RouteVerificationRecorder.start(store: store, fleet: fleet, selected: selection.regions)
         let result: ResidencyVerifier.Result
         do {
             result = try await verifier.verify(regions: selection.regions)
         } catch let error as ResidencyVerifier.VerifyError {
+            try await recorder.fail("\(error)")
             Output.error("error: \(error)")
             throw ExitCode(ExitStatus.failure)
         }
+        try await recorder.finish(fleet: fleet, selected: selection.regions, result: result)
         switch format {
         case .text: Output.text(ResidencyVerification.matrixText(result.checks, healthy: result.healthy, regions: fleet.regions.map(\.name)))
         case .json: Output.text(ResidencyVerification.json(result.checks, healthy: result.healthy).prettyText + "\n")

@@ -9,7 +9,7 @@ import MeridianState
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "The fleet at a glance: per region and host, versions and active slots, gateway weights, rollouts, open drift, locks and the last apply.",
+        abstract: "The fleet at a glance: per region and host, versions and active slots, gateway weights, rollouts, open drift, the last routes verify, locks and the last apply.",
         discussion: """
         Reads the state store; --refresh observes every host (one round trip each) for its manifest and remote lock, \
         and exits 1 when any host is unreachable. --format json prints the same view for scripts (docs/cli.md). \
@@ -76,9 +76,19 @@ struct StatusCommand: AsyncParsableCommand {
                 (try? RolloutRecords.decode(stored)).map { (stored: stored, record: $0) }
             }
             let drift = try await store.openDriftFindings(region: nil)
-            let driftRuns = try await store.recentRuns(limit: 200).filter { $0.kind == .drift && !$0.isRunning }
+            let recent = try await store.recentRuns(limit: 200)
+            let driftRuns = recent.filter { $0.kind == .drift && !$0.isRunning }
+            // The newest verify runs until every shown region is covered by one.
+            var routesVerify: [(run: RunRecord, journal: [JournalEntry])] = []
+            var uncovered = Set(regions.map(\.name))
+            for run in recent where run.kind == .routesVerify && !run.isRunning && !uncovered.isDisjoint(with: run.regions) {
+                routesVerify.append((run, try await store.journal(of: run.id)))
+                uncovered.subtract(run.regions)
+                if uncovered.isEmpty { break }
+            }
             return FleetStatus.make(fleet: fleet, regions: regions, source: refresh ? .hosts : .store, now: StateTime(Date()),
-                                    statuses: statuses, hosts: hosts, rollouts: rollouts, openDrift: drift, driftRuns: driftRuns)
+                                    statuses: statuses, hosts: hosts, rollouts: rollouts, openDrift: drift, driftRuns: driftRuns,
+                                    routesVerify: routesVerify)
         } catch let error as ExitCode {
             throw error
         } catch {
@@ -139,6 +149,13 @@ enum StatusRendering {
                 for finding in region.drift.open { out += "    \(finding.host): \(finding.kind) \(finding.subject) since \(finding.since)\n" }
             } else {
                 out += "  drift: not checked yet (`meridian drift`)\n"
+            }
+            if let verify = region.routesVerify {
+                out += "  routes verify (run \(verify.run) at \(verify.at)): " + (verify.ok ? "\(verify.checks) checks ✓" : "\(verify.violations.count) problem(s) in \(verify.checks) checks")
+                    + (verify.healthy ? "" : "; the region was not healthy then (its stack did not answer)") + "\n"
+                for violation in verify.violations { out += "    ✗ \(violation)\n" }
+            } else {
+                out += "  routes verify: not run yet (`meridian routes verify`)\n"
             }
             out += "  last apply: " + (region.lastApply.map { "run \($0.run) at \($0.at) by \($0.by)" + ($0.commit.map { " (commit \($0))" } ?? "") } ?? "never") + "\n"
             if let lease = region.lease { out += "  lease held by \(lease)\n" }

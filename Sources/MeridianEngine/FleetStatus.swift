@@ -34,6 +34,8 @@ public struct FleetStatus: Codable, Sendable, Equatable {
         public var lastApply: ApplyView?
         /// The holder of the region's lease in the store, when one is held.
         public var lease: String?
+        /// The newest `meridian routes verify` that probed this region's gateways.
+        public var routesVerify: RoutesVerifyView?
     }
 
     public struct HostView: Codable, Sendable, Equatable {
@@ -98,6 +100,18 @@ public struct FleetStatus: Codable, Sendable, Equatable {
         }
     }
 
+    public struct RoutesVerifyView: Codable, Sendable, Equatable {
+        public var run: Int64
+        public var at: String
+        /// Every cell ✓ and every gateway host reached.
+        public var ok: Bool
+        /// Whether the region was healthy (its stack answered) when that run sampled health.
+        public var healthy: Bool
+        public var checks: Int
+        /// `gateway-host EU: us-east (expected eu-west)`, and unreached hosts with why.
+        public var violations: [String]
+    }
+
     public struct ApplyView: Codable, Sendable, Equatable {
         public var run: Int64
         public var at: String
@@ -113,7 +127,7 @@ public struct FleetStatus: Codable, Sendable, Equatable {
 extension FleetStatus.RegionView {
     enum CodingKeys: String, CodingKey {
         case name, jurisdiction, wave, hosts, gateway, rollouts, drift, lease
-        case lastApply = "last_apply"
+        case lastApply = "last_apply", routesVerify = "routes_verify"
     }
 }
 
@@ -129,6 +143,21 @@ extension FleetStatus.RolloutView {
         case component, strategy, phase, step, steps, reason
         case fromVersion = "from_version", toVersion = "to_version", inProgress = "in_progress"
         case canaryWeight = "canary_weight", lastAnalysis = "last_analysis", updatedAt = "updated_at"
+    }
+}
+
+extension FleetStatus.RoutesVerifyView {
+    /// The view of `region` in a finished routes-verify run and its journal; nil when the run did not probe it.
+    static func make(region: String, run: RunRecord, journal: [JournalEntry]) -> FleetStatus.RoutesVerifyView? {
+        guard run.regions.contains(region), let finished = run.finishedAt else { return nil }
+        let steps = journal.filter { $0.region == region }.compactMap { entry in
+            (try? JSONDecoder().decode(RouteVerificationStep.self, from: Data(entry.detail.text.utf8))).map { (entry.host, $0) }
+        }
+        guard let first = steps.first else { return nil }
+        return FleetStatus.RoutesVerifyView(
+            run: run.id.rawValue, at: finished.description, ok: steps.allSatisfy { $0.1.ok }, healthy: first.1.healthy,
+            checks: steps.map(\.1.checks).reduce(0, +),
+            violations: steps.flatMap { host, step in step.violations.map { "\(host) \($0)" } + (step.unreachable.map { ["\(host) not reached: \($0)"] } ?? []) })
     }
 }
 
@@ -150,11 +179,13 @@ public enum HostStatusSource: Sendable {
 extension FleetStatus {
     /// Builds the view; pure. `hosts` is keyed by host; `rollouts` are each
     /// component's newest rollouts with their decoded records; `driftRuns` are
-    /// finished drift runs, newest first.
+    /// finished drift runs, newest first; `routesVerify` finished routes-verify
+    /// runs with their journals, newest first (each region shows the newest that probed it).
     public static func make(
         fleet: Fleet, regions: [Region], source: Source, now: StateTime, statuses: [RegionStatus],
         hosts: [HostID: HostStatusSource], rollouts: [(stored: StoredRollout, record: RolloutRecord)],
-        openDrift: [DriftFindingRecord], driftRuns: [RunRecord]
+        openDrift: [DriftFindingRecord], driftRuns: [RunRecord],
+        routesVerify: [(run: RunRecord, journal: [JournalEntry])] = []
     ) -> FleetStatus {
         let byRegion = Dictionary(statuses.map { ($0.region, $0) }, uniquingKeysWith: { a, _ in a })
         let views = regions.map { region -> RegionView in
@@ -220,7 +251,8 @@ extension FleetStatus {
                 hosts: hostViews, gateway: split, rollouts: rolloutViews,
                 drift: DriftView(lastRun: lastDrift.map { ($0.finishedAt ?? $0.startedAt).description },
                                  open: findings.map { DriftView.Finding(host: $0.host, kind: $0.kind, subject: $0.subject, since: $0.firstSeenAt.description) }),
-                lastApply: apply, lease: status?.lease.map { "\($0.holder.actor) (run \($0.run.map { "\($0.rawValue)" } ?? "-"), until \($0.expiresAt))" })
+                lastApply: apply, lease: status?.lease.map { "\($0.holder.actor) (run \($0.run.map { "\($0.rawValue)" } ?? "-"), until \($0.expiresAt))" },
+                routesVerify: routesVerify.lazy.compactMap { RoutesVerifyView.make(region: region.name, run: $0.run, journal: $0.journal) }.first)
         }
         return FleetStatus(source: source, generatedAt: now.description, regions: views)
     }

@@ -9,13 +9,15 @@ public enum RunKind: String, CaseIterable, Codable, Sendable {
     case promote
     case rollback
     case unlock
+    /// `meridian routes verify`: requests through the gateways, nothing changed.
+    case routesVerify = "routes-verify"
 
     /// Whether a run of this kind changes hosts, so counts as "the last
     /// apply" of a region in `meridian status`.
     public var changesHosts: Bool {
         switch self {
         case .apply, .rollout, .promote, .rollback: return true
-        case .plan, .drift, .unlock: return false
+        case .plan, .drift, .unlock, .routesVerify: return false
         }
     }
 }
