@@ -6,7 +6,7 @@ import MeridianTestHosts
 
 /// Canary and blue-green rollouts of the example inference service through a
 /// real nginx gateway, under live traffic from a bounded load generator: the
-/// built binary against sshd test hosts on 127.0.190.x and 127.0.191.x,
+/// built binary against sshd test hosts on 127.0.190.x to 127.0.193.x,
 /// ports 19700–19799.
 @Suite(.serialized) struct TrafficRolloutTests {
     /// The newest rollout record of the region, as `rollout status --format json` prints it.
@@ -84,6 +84,65 @@ import MeridianTestHosts
         let reasons = try await store.auditLog(afterSeq: 0, limit: 10_000).filter { $0.action == .rolloutTransition }.map(\.detail.text)
         #expect(reasons.contains { $0.contains("step 1 (10%) failed its analysis") }, "\(reasons.suffix(3))")
         #expect(try fleet.meridian(["audit", "verify"]).status == 0)
+    }
+
+    /// `meridian status` while a canary waits at its second step: the rollout in progress with its
+    /// step, the canary's share and the first step's analysis, in text and JSON; then `rollout abort`
+    /// sends all traffic back to the stable slot, and status shows the rollout ended.
+    @Test func statusShowsACanaryInProgressWithItsStepAndLastAnalysisAndAbortEndsIt() async throws {
+        let fleet = try TrafficRolloutFleet(addressPrefix: "127.0.193", portBase: 19785)
+        defer { fleet.tearDown() }
+        try fleet.addRelease("1.0.0")
+        try fleet.addRelease("1.1.0")
+        try fleet.setPlatform("1.0.0", strategy: "canary")
+        let first = try fleet.meridian(["apply", "--auto-approve"])
+        #expect(first.status == 0, "\(first.stdout)\n\(first.stderr)")
+
+        let load = GatewayLoad(address: fleet.gateway.address, port: fleet.gatewayPort)
+        #expect(await load.waitFor(50), "the gateway did not answer before the rollout")
+        // Each step waits 8 s, so the second step's window leaves time to look.
+        try fleet.setPlatform("1.1.0", strategy: "canary", pause: "8s")
+        let log = fleet.directory.appendingPathComponent("apply-canary.log")
+        let apply = try fleet.start(["apply", "--auto-approve"], output: log)
+        var atSecondStep = false
+        for _ in 0..<1200 where apply.isRunning && !atSecondStep {
+            atSecondStep = (try? rolloutStatus(fleet)["phase"] as? String) == "analysing:1"
+            if !atSecondStep { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        let during = atSecondStep ? Result { try checkStatusDuringTheSecondStep(fleet) } : .success(())
+        // Queued for the running apply (exit 0), which carries it out: all traffic back to 1.0.0, exit 3.
+        let abort = try fleet.meridian(["rollout", "abort", "north"])
+        let ended = apply.endsWithin(attempts: 12_000)
+        let (answers, _) = await load.stop()
+        #expect(atSecondStep, "the rollout never reached its second step: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+        try during.get()
+        #expect(abort.status == 0, "\(abort.stdout)\n\(abort.stderr)")
+        #expect(ended, "apply did not end within 120 s of the abort")
+        #expect(apply.terminationStatus == 3, "\((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+        #expect(answers.suffix(20).allSatisfy { $0.version == "1.0.0" }, "traffic did not go back to the stable slot after the abort")
+        let after = try fleet.meridian(["status"])
+        #expect(after.stdout.contains("rollout inference 1.0.0 → 1.1.0 (canary): rolled-back at "), "\(after.stdout)")
+        #expect(after.stdout.contains("    last analysis: step 1 (10%): pass — ") && after.stdout.contains("    reason: "), "\(after.stdout)")
+        #expect(!after.stdout.contains("in progress"), "\(after.stdout)")
+        #expect(after.stdout.contains("gateway weights: inference blue 100% / green 0%"), "\(after.stdout)")
+    }
+
+    func checkStatusDuringTheSecondStep(_ fleet: TrafficRolloutFleet) throws {
+        let json = try fleet.meridian(["status", "--format", "json"])
+        let text = try fleet.meridian(["status"])
+        #expect(json.status == 0 && text.status == 0, "\(json.stderr)\(text.stderr)")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any], "\(json.stdout)")
+        let region = try #require((document["regions"] as? [[String: Any]])?.first, "\(json.stdout)")
+        let rollout = try #require((region["rollouts"] as? [[String: Any]])?.first, "\(json.stdout)")
+        #expect(rollout["component"] as? String == "inference" && rollout["in_progress"] as? Bool == true, "\(rollout)")
+        #expect(rollout["from_version"] as? String == "1.0.0" && rollout["to_version"] as? String == "1.1.0", "\(rollout)")
+        #expect(rollout["phase"] as? String == "analysing:1", "\(rollout)")
+        #expect(rollout["step"] as? Int == 2 && rollout["steps"] as? Int == 3 && rollout["canary_weight"] as? Int == 50, "\(rollout)")
+        #expect((rollout["last_analysis"] as? String ?? "").hasPrefix("step 1 (10%): pass — "), "\(rollout)")
+        #expect(text.stdout.contains("rollout inference 1.0.0 → 1.1.0 (canary): analysing:1 step 2 of 3, canary 50% — in progress"), "\(text.stdout)")
+        #expect(text.stdout.contains("    last analysis: step 1 (10%): pass — "), "\(text.stdout)")
+        let summary = text.stdout.split(separator: "\n").first { $0.hasPrefix("north ") }.map(String.init) ?? ""
+        #expect(summary.contains("inference analysing:1"), "\(text.stdout)")
     }
 
     @Test func aBlueGreenSwitchAndARollbackThroughTheGatewayLoseNoRequest() async throws {
