@@ -135,6 +135,32 @@ import Testing
         #expect(status.status == 0 && !status.stdout.contains("never"), "\(status.stdout)\(status.stderr)")
         let clean = try meridian(fleet, ["plan", "--detailed-exitcode"], state: state)
         #expect(clean.status == 0, "\(clean.stdout)\n\(clean.stderr)")
+
+        // docs/operations.md: a pg_dump of the store, restored into a new database, verifies and shows the same status.
+        let database = String(state.split(separator: "/").last?.split(separator: "?").first ?? "")
+        let dump = fleet.directory.appendingPathComponent("state.dump").path
+        let connection = ["-h", server.address, "-p", String(server.port), "-U", server.superuser]
+        #expect(try Self.tool("/usr/bin/pg_dump", ["-Fc", "-f", dump] + connection + [database]) == 0, "pg_dump failed")
+        let restoredDatabase = try server.createDatabase(prefix: "restored")
+        #expect(try Self.tool("/usr/bin/pg_restore", ["--no-owner", "-d", restoredDatabase] + connection + [dump]) == 0, "pg_restore failed")
+        let restored = server.url(database: restoredDatabase)
+        let restoredVerify = try meridian(fleet, ["audit", "verify"], state: restored)
+        #expect(restoredVerify.status == 0 && restoredVerify.stdout.contains("2 entries"), "\(restoredVerify.stdout)\(restoredVerify.stderr)")
+        let before = try meridian(fleet, ["status", "--format", "json"], state: state)
+        let after = try meridian(fleet, ["status", "--format", "json"], state: restored)
+        let withoutTime = { (text: String) in text.split(separator: "\n").filter { !$0.contains("\"generated_at\"") } }
+        #expect(after.status == 0 && withoutTime(after.stdout) == withoutTime(before.stdout), "\(after.stdout)\(after.stderr)")
+    }
+
+    /// Runs a PostgreSQL client tool; its exit status.
+    static func tool(_ path: String, _ arguments: [String]) throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        return process.terminationStatus
     }
 
     /// The rollout engine on the shared store, and a controller SIGKILLed in
