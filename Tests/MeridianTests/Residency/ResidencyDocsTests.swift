@@ -3,7 +3,7 @@ import Testing
 @testable import MeridianModel
 @testable import MeridianPlanning
 
-/// The examples in docs/residency.md and docs/governance.md are output of the
+/// The examples in docs/residency.md and docs/policies.md are output of the
 /// code, so the docs cannot drift from it.
 @Suite struct ResidencyDocsTests {
     static func doc(_ name: String) throws -> String {
@@ -33,7 +33,7 @@ import Testing
         fixture.record("regions/us-east.yaml", "versions.inference", 12, 14)
         let message = GovernanceEvaluator.evaluate(fleet: fixture.fleet, now: Date(timeIntervalSince1970: 0), changingRegions: nil).sorted.map(\.description)
         #expect(message.count == 1)
-        #expect(try Self.doc("governance.md").contains("```\n" + message[0] + "\n```\n"))
+        #expect(try Self.doc("policies.md").contains("```\n" + message[0] + "\n```\n"))
     }
 
     @Test func unprocessableDataExampleIsWhatTheCompilerSays() throws {
