@@ -42,6 +42,24 @@ import MeridianTestHosts
         try #require(taken.isEmpty, "sandbox addresses already in use (a sandbox running elsewhere? `meridian sandbox down` in its fleet): \(taken)")
     }
 
+    /// The first `routes verify` matrix in the walkthrough's output: gateway → probe label → cell.
+    static func verifyMatrix(in text: String) -> [String: [String: String]]? {
+        let lines = text.components(separatedBy: "\n")
+        guard let start = lines.firstIndex(of: "$ meridian routes verify"), start + 1 < lines.count else { return nil }
+        func cells(_ line: String) -> [String] {
+            line.components(separatedBy: "  ").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        let header = cells(lines[start + 1])
+        guard header.first == "GATEWAY" else { return nil }
+        var matrix: [String: [String: String]] = [:]
+        for line in lines[(start + 2)...].prefix(while: { $0.contains("/") && !$0.hasPrefix("healthy:") }) {
+            let row = cells(line)
+            guard row.count == header.count else { return nil }
+            matrix[row[0]] = Dictionary(uniqueKeysWithValues: zip(header.dropFirst(), row.dropFirst()))
+        }
+        return matrix
+    }
+
     static func nothingListens() -> [String] {
         var listening: [String] = []
         for (_, address) in hosts {
@@ -194,6 +212,10 @@ import MeridianTestHosts
                         "Plan: 37 to create", "$ meridian apply --auto-approve first-deploy.plan", "— wave canary: eu-central", "— wave europe: eu-west, uk-south",
                         "— wave rest: us-east, ap-southeast", "$ meridian status", "$ meridian drift", "file-modified", "(exit 2, as expected)",
                         "$ meridian drift --remediate file-modified", "fixed  uk-south/uk-south-1 file-modified", "$ meridian drift", "No drift: 8 hosts in 5 regions match",
+                        "$ kill $(cat .meridian/sandbox/hosts/eu-west-{inf-1,inf-2,kb}/root/run/*.pid .meridian/sandbox/hosts/ap-southeast-1/root/run/*.pid)",
+                        "$ meridian routes verify", "healthy: eu-central, uk-south, us-east; not healthy: ap-southeast, eu-west", "30 checks, 0 violations",
+                        "$ meridian drift --remediate component-down", "fixed  ap-southeast/ap-southeast-1 component-down knowledge-base (blue)",
+                        "fixed  eu-west/eu-west-inf-1 component-down inference (blue)", "(exit 2, as expected)",
                         "grace_period: 5s", "$ meridian apply --auto-approve", "$ meridian apply --auto-approve --region eu-central",
                         "$ meridian rollout status eu-central", "phase:   promoted",
                         "$ meridian apply --auto-approve --region eu-central", "eu-central: ROLLED BACK", "(exit 3, as expected)",
@@ -204,6 +226,15 @@ import MeridianTestHosts
                 return
             }
             position = found.upperBound
+        }
+        // The matrix with eu-west's and ap-southeast's stacks stopped: from every gateway, EU data are
+        // served by eu-central, the other EU region, and SG data are refused, their only region being down.
+        let matrix = try #require(Self.verifyMatrix(in: text), "no routes verify matrix in:\n\(text)")
+        #expect(matrix.keys.sorted() == ["ap-southeast/ap-southeast-1", "eu-central/eu-central-1", "eu-west/eu-west-gw", "uk-south/uk-south-1", "us-east/us-east-1"], "\(matrix)")
+        for (gateway, cells) in matrix {
+            #expect(cells["EU"] == "✓ eu-central" && cells["SG"] == "✓ refused (no-healthy-region)", "\(gateway): \(cells)")
+            #expect(cells["US"] == "✓ us-east" && cells["(none)"] == "✓ refused (missing-residency)", "\(gateway): \(cells)")
+            #expect(cells["UK"] == (gateway.hasPrefix("eu-central/") ? "✓ eu-central" : "✓ uk-south"), "\(gateway): \(cells)")
         }
 
         // `meridian status` on the deployed sandbox: JSON from the store, an open drift finding, --watch, --refresh.
@@ -229,7 +260,16 @@ import MeridianTestHosts
         let usEast = try #require(regions.first { $0["name"] as? String == "us-east" })
         #expect(((usEast["hosts"] as? [[String: Any]])?.first?["components"] as? [[String: Any]])?.last?["active_version"] as? String == "1.9.0")
 
+        // The last routes verify, per region: eu-west's and ap-southeast's stacks were down, every cell ✓.
+        let lastVerify: [String] = regions.map { (region: [String: Any]) -> String in
+            let view = region["routes_verify"] as? [String: Any] ?? [:]
+            let fields: [Any] = [region["name"] ?? "", view["ok"] ?? "-", view["healthy"] ?? "-", view["checks"] ?? "-"]
+            return fields.map { "\($0)" }.joined(separator: " ")
+        }
+        #expect(lastVerify == ["ap-southeast 1 0 6", "eu-central 1 1 6", "eu-west 1 0 6", "uk-south 1 1 6", "us-east 1 1 6"], "\(lastVerify)")
+
         let table = try CLI.run(["status"] + args)
+        #expect(table.stdout.contains("checks ✓; the region was not healthy then (its stack did not answer)"), "\(table.stdout)")
         #expect(table.stdout.contains("eu-central-1: file-modified config/knowledge-base/server.yaml since"), "\(table.stdout)")
         #expect(table.stdout.contains("gateway weights: inference blue 0% / green 100%"), "\(table.stdout)")
         let watch = try CLI.run(["status", "--watch", "--times", "2", "--interval", "0.2"] + args)
