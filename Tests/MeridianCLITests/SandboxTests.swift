@@ -216,6 +216,7 @@ import MeridianTestHosts
                         "$ meridian routes verify", "healthy: eu-central, uk-south, us-east; not healthy: ap-southeast, eu-west", "30 checks, 0 violations",
                         "$ meridian drift --remediate component-down", "fixed  ap-southeast/ap-southeast-1 component-down knowledge-base (blue)",
                         "fixed  eu-west/eu-west-inf-1 component-down inference (blue)", "(exit 2, as expected)",
+                        "$ meridian drift", "No drift: 8 hosts in 5 regions match",
                         "grace_period: 5s", "$ meridian apply --auto-approve", "$ meridian apply --auto-approve --region eu-central",
                         "$ meridian rollout status eu-central", "phase:   promoted",
                         "$ meridian apply --auto-approve --region eu-central", "eu-central: ROLLED BACK", "(exit 3, as expected)",
