@@ -84,6 +84,10 @@ struct RoutesVerify: AsyncParsableCommand {
             try await recorder.fail("\(error)")
             Output.error("error: \(error)")
             throw ExitCode(ExitStatus.failure)
+        } catch {
+            // The run is finished on the record whatever stopped it, so it is never taken for one still going.
+            try? await recorder.fail("\(error)")
+            throw error
         }
         try await recorder.finish(fleet: fleet, selected: selection.regions, result: result)
         switch format {
