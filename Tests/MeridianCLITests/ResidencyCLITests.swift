@@ -1,0 +1,80 @@
+import Foundation
+import Testing
+import MeridianTestHosts
+
+/// Residency through the built binary on real gateways: the drift job's
+/// residency check, and rollouts under live load for two jurisdictions.
+/// Test hosts on 127.0.207.x and 127.0.208.x, ports 19800–19899.
+@Suite(.serialized) struct ResidencyCLITests {
+    /// The findings of a `drift --format json` report, flattened.
+    static func findings(_ run: CLIRun) throws -> [[String: String]] {
+        let report = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any] ?? [:]
+        let regions = report["regions"] as? [[String: Any]] ?? []
+        return regions.flatMap { ($0["findings"] as? [[String: String]]) ?? [] }
+    }
+
+    @Test func driftNamesAGatewayWhoseResidencySectionWasEditedToServeDataItMustNot() async throws {
+        let fleet = try ResidencyFleet(addressPrefix: "127.0.207", portBase: 19800)
+        defer { fleet.tearDown() }
+        try fleet.addRelease("1.0.0")
+        try fleet.setPlatform("1.0.0", strategy: "blue-green")
+        let applied = try fleet.meridian(["apply", "--auto-approve"])
+        #expect(applied.status == 0, "\(applied.stdout)\n\(applied.stderr)")
+
+        // A clean fleet: every gateway routes as the table says, no residency finding.
+        let clean = try fleet.meridian(["drift", "--format", "json"])
+        #expect(clean.status == 0, "\(clean.stdout)\n\(clean.stderr)")
+        #expect(try Self.findings(clean).isEmpty, "\(clean.stdout)")
+
+        // eu-a's residency section edited by hand: US data is served by eu-a's own stack.
+        let euA = fleet.host("eu-a")
+        let configPath = euA.root + "/router/nginx.conf"
+        let original = try String(contentsOfFile: configPath, encoding: .utf8)
+        let edited = original.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            line.contains("\"0|0|US\" ") ? line.prefix { $0 == " " } + "\"0|0|US\" local;" : String(line)
+        }.joined(separator: "\n")
+        #expect(edited != original, "the residency section has no line for unmarked US data")
+        try edited.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let pid = try String(contentsOfFile: euA.root + "/router/run/nginx.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(kill(pid_t(pid) ?? 0, SIGHUP) == 0, "could not reload eu-a's nginx (pid \(pid))")
+        let live = Poll.blockingUntil(attempts: 500) {
+            let client = KeepAliveHTTPClient(address: euA.address, port: fleet.gatewayPort)
+            defer { client.disconnect() }
+            return (try? client.send("GET", "/v1/models", headers: [("X-Data-Residency", "US")]))?.headers["x-meridian-served-by"] == "eu-a"
+        }
+        #expect(live, "eu-a's gateway does not serve US data after the edit")
+
+        let receiver = try LoopbackHTTPServer(address: euA.address)
+        let prometheus = fleet.directory.appendingPathComponent("drift.prom")
+        let drifted = try fleet.meridian(["drift", "--format", "json", "--prometheus", prometheus.path, "--notify", "http://\(receiver.address):\(receiver.port)/hook"])
+        #expect(drifted.status == 2, "\(drifted.stdout)\n\(drifted.stderr)")
+        let found = try Self.findings(drifted)
+        let violations = found.filter { $0["kind"] == "residency-violation" }
+        #expect(violations.count == 1, "\(found)")
+        #expect(violations.first?["region"] == "eu-a" && violations.first?["host"] == euA.name && violations.first?["subject"] == "residency US", "\(violations)")
+        #expect(violations.first?["detail"]?.contains("served by eu-a; the routing table says served by us-a") == true, "\(violations)")
+        #expect(violations.first?["detail"]?.contains("eu-a is outside the regions allowed for US data (us-a)") == true, "\(violations)")
+        // The edit itself is drift too, and the one a remediation can undo.
+        #expect(found.contains { $0["kind"] == "gateway-config-modified" && $0["region"] == "eu-a" }, "\(found)")
+        let metrics = try String(contentsOf: prometheus, encoding: .utf8)
+        #expect(metrics.contains("meridian_drift_findings{region=\"eu-a\",kind=\"residency-violation\"} 1"), "\(metrics)")
+        #expect(metrics.contains("meridian_drift_findings{region=\"us-a\",kind=\"residency-violation\"} 0"), "\(metrics)")
+        let hooks = receiver.requests
+        #expect(hooks.count == 1, "\(hooks.count) webhook deliveries")
+        let payload = String(decoding: hooks.first?.body ?? Data(), as: UTF8.self)
+        #expect(payload.contains("residency-violation") && payload.contains("residency US"), "\(payload)")
+
+        let text = try fleet.meridian(["drift"])
+        #expect(text.status == 2)
+        #expect(text.stdout.contains("residency-violation  residency US: US data was served by eu-a"), "\(text.stdout)")
+
+        // Not remediable by itself; putting the applied gateway configuration back is.
+        let named = try fleet.meridian(["drift", "--remediate", "residency-violation"])
+        #expect(named.stdout.contains("NOT FIXED  eu-a/\(euA.name) residency-violation residency US"), "\(named.stdout)\n\(named.stderr)")
+        let fixed = try fleet.meridian(["drift", "--remediate", "gateway-config-modified"])
+        #expect(fixed.status == 2 && fixed.stdout.contains("fixed  eu-a/\(euA.name) gateway-config-modified"), "\(fixed.stdout)\n\(fixed.stderr)")
+        let after = try fleet.meridian(["drift", "--format", "json"])
+        #expect(after.status == 0, "\(after.stdout)\n\(after.stderr)")
+        #expect(try Self.findings(after).isEmpty, "\(after.stdout)")
+    }
+}
