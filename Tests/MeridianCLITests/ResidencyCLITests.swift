@@ -77,4 +77,60 @@ import MeridianTestHosts
         #expect(after.status == 0, "\(after.stdout)\n\(after.stderr)")
         #expect(try Self.findings(after).isEmpty, "\(after.stdout)")
     }
+
+    /// How many SSH logins the fleet's sshd processes have accepted so far.
+    static func logins(_ fleet: ResidencyFleet) -> Int {
+        fleet.cluster.hosts.reduce(0) { total, host in
+            total + ((try? String(contentsOfFile: host.logFile, encoding: .utf8)) ?? "").components(separatedBy: "Accepted publickey").count - 1
+        }
+    }
+
+    @Test func planShowsWhereDataMayGoChangesAndRefusesAJurisdictionLeftWithoutARegionBeforeContactingAHost() async throws {
+        let fleet = try ResidencyFleet(addressPrefix: "127.0.209", portBase: 19870)
+        defer { fleet.tearDown() }
+        try fleet.addRelease("1.0.0")
+        try fleet.setPlatform("1.0.0", strategy: "blue-green")
+        try fleet.setRules([("EU", ["EU"]), ("US", ["US", "EU"])])
+        let applied = try fleet.meridian(["apply", "--auto-approve"])
+        #expect(applied.status == 0, "\(applied.stdout)\n\(applied.stderr)")
+        let unchanged = try fleet.meridian(["plan"])
+        #expect(!unchanged.stdout.contains("Residency changes"), "\(unchanged.stdout)")
+
+        // US data back to the US only, and a new rule for UK data: a section in text and JSON.
+        try fleet.setRules([("EU", ["EU"]), ("UK", ["UK", "EU"]), ("US", ["US"])])
+        let text = try fleet.meridian(["plan"])
+        #expect(text.status == 0, "\(text.stdout)\n\(text.stderr)")
+        let lines = text.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        let section = lines.drop { !$0.hasPrefix("Residency changes") }.prefix { !$0.isEmpty }.joined(separator: "\n")
+        let json = try fleet.meridian(["plan", "--format", "json"])
+        #expect(json.status == 0, "\(json.stderr)")
+        let document = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any] ?? [:]
+        let residency = try JSONSerialization.data(withJSONObject: document["residency"] ?? NSNull(), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        var golden = CLIRun(arguments: ["plan", "--fleet", "FLEET", "(its residency section, then the residency member of --format json)"], status: text.status,
+                            stdout: section + "\n" + String(decoding: residency, as: UTF8.self) + "\n", stderr: "")
+        for (index, host) in fleet.cluster.hosts.enumerated() { golden.stdout = golden.stdout.replacingOccurrences(of: "/\(host.name)", with: "/HOST\(index)") }
+        try CLI.expectGolden(golden, "plan-cli/residency-change.txt")
+
+        // A change that leaves a jurisdiction with no allowed region: exit 65, and no host is logged into.
+        for (rules, what) in [([("EU", ["EU"]), ("US", ["CH"])], "no region can process US data")] {
+            try fleet.setRules(rules)
+            let before = Self.logins(fleet)
+            let refused = try fleet.meridian(["plan"])
+            #expect(refused.status == 65, "\(refused.stdout)\n\(refused.stderr)")
+            #expect(refused.stderr.contains(what) || refused.stdout.contains(what), "\(refused.stdout)\n\(refused.stderr)")
+            #expect(Self.logins(fleet) == before, "plan logged into a host before refusing the fleet")
+        }
+        // The only US region removed while US data may only go to the US: the same.
+        try fleet.setRules([("EU", ["EU"]), ("US", ["US"])])
+        try FileManager.default.removeItem(at: fleet.directory.appendingPathComponent("regions/us-a.yaml"))
+        let before = Self.logins(fleet)
+        let refused = try fleet.meridian(["plan"])
+        #expect(refused.status == 65, "\(refused.stdout)\n\(refused.stderr)")
+        #expect((refused.stderr + refused.stdout).contains("no region can process US data"), "\(refused.stdout)\n\(refused.stderr)")
+        #expect(Self.logins(fleet) == before, "plan logged into a host before refusing the fleet")
+        // The count is real: a valid plan logs into every host.
+        try fleet.setRegion("us-a")
+        #expect(try fleet.meridian(["plan"]).status == 0)
+        #expect(Self.logins(fleet) >= before + ResidencyFleet.regions.count)
+    }
 }

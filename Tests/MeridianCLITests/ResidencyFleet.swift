@@ -28,9 +28,14 @@ struct ResidencyFleet: LiveTestFleet {
         for folder in ["regions", "policies", "artifacts/inference"] {
             try files.createDirectory(at: directory.appendingPathComponent(folder), withIntermediateDirectories: true)
         }
-        try "residency:\n  - data: EU\n    allowed: [EU]\n  - data: US\n    allowed: [US]\n"
-            .write(to: directory.appendingPathComponent("policies/residency.yaml"), atomically: true, encoding: .utf8)
+        try setRules([("EU", ["EU"]), ("US", ["US"])])
         for (name, _) in Self.regions { try setRegion(name) }
+    }
+
+    /// policies/residency.yaml with these rules: data jurisdiction → allowed ones.
+    func setRules(_ rules: [(String, [String])]) throws {
+        try ("residency:\n" + rules.map { "  - data: \($0.0)\n    allowed: [\($0.1.joined(separator: ", "))]\n" }.joined())
+            .write(to: directory.appendingPathComponent("policies/residency.yaml"), atomically: true, encoding: .utf8)
     }
 
     /// The region's file; `version` pins its inference version (a rollout in that region only).
