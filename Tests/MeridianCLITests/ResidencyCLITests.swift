@@ -133,4 +133,88 @@ import MeridianTestHosts
         #expect(try fleet.meridian(["plan"]).status == 0)
         #expect(Self.logins(fleet) >= before + ResidencyFleet.regions.count)
     }
+
+    /// The newest rollout record of the region, as `rollout status --format json` prints it.
+    static func rolloutPhase(_ fleet: ResidencyFleet, _ region: String) throws -> String? {
+        let status = try fleet.meridian(["rollout", "status", region, "--format", "json"])
+        let entries = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [[String: Any]] ?? []
+        let newest = entries.max { ($0["id"] as? Int ?? 0) < ($1["id"] as? Int ?? 0) }?["record"] as? [String: Any]
+        return newest?["phase"] as? String
+    }
+
+    /// Runs `step` under a residency load through every gateway for EU and
+    /// US data, prints the totals, and expects every request served inside
+    /// its allowed set: no violation, and (since an allowed region of each
+    /// jurisdiction always serves) no refusal and no failure either.
+    /// Returns the totals, so a caller can check which versions took traffic.
+    @discardableResult
+    static func underLoad(_ fleet: ResidencyFleet, _ name: String, _ step: () async throws -> Void) async throws -> ResidencyLoad.Totals {
+        let gateways = ResidencyFleet.regions.map { (address: fleet.host($0.0).address, port: fleet.gatewayPort) }
+        let load = ResidencyLoad(gateways: gateways, allowed: ResidencyFleet.allowed)
+        #expect(await load.waitFor(60), "\(name): the gateways did not answer before the step")
+        try await step()
+        // Some traffic after the step too: the state it left routes the same way.
+        let after = load.count + 60
+        #expect(await load.waitFor(after), "\(name): the gateways did not answer after the step")
+        let totals = await load.stop()
+        print("\(name): \(totals)")
+        #expect(totals.violations.isEmpty, "\(name): \(totals.violations.prefix(5))")
+        #expect(totals.refused == 0 && totals.failed.isEmpty, "\(name): refused \(totals.refused), failed \(totals.failed.prefix(5))")
+        #expect(totals.requests >= 120)
+        return totals
+    }
+
+    @Test func aCanaryAnAbortABlueGreenSwitchAndARollbackInOneRegionNeverMoveDataOutsideItsAllowedRegions() async throws {
+        let fleet = try ResidencyFleet(addressPrefix: "127.0.208", portBase: 19840)
+        defer { fleet.tearDown() }
+        for version in ["1.0.0", "1.1.0", "1.2.0", "1.3.0"] { try fleet.addRelease(version) }
+        try fleet.setPlatform("1.0.0", strategy: "canary")
+        let first = try fleet.meridian(["apply", "--auto-approve"])
+        #expect(first.status == 0, "\(first.stdout)\n\(first.stderr)")
+
+        // Each step moved eu-a's own traffic between versions while the load ran.
+        var totals = try await Self.underLoad(fleet, "canary in eu-a (50 %, 100 %)") {
+            try fleet.setRegion("eu-a", version: "1.1.0")
+            let canary = try fleet.meridian(["apply", "--auto-approve"])
+            #expect(canary.status == 0, "\(canary.stdout)\n\(canary.stderr)")
+            #expect(try Self.rolloutPhase(fleet, "eu-a") == "promoted")
+        }
+        #expect(totals.versions["eu-a"] == ["1.0.0", "1.1.0"], "\(totals)")
+
+        totals = try await Self.underLoad(fleet, "canary in eu-a aborted at its first step") {
+            try fleet.setPlatform("1.0.0", strategy: "canary", steps: [50, 100], pause: "30s")
+            try fleet.setRegion("eu-a", version: "1.2.0")
+            let log = fleet.directory.appendingPathComponent("apply-abort.log")
+            let apply = try fleet.start(["apply", "--auto-approve"], output: log)
+            var analysing = false
+            for _ in 0..<600 where apply.isRunning && !analysing {
+                analysing = (try? Self.rolloutPhase(fleet, "eu-a")) == "analysing:0"
+                if !analysing { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(analysing, "the canary never reached its first analysis: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+            let abort = try fleet.meridian(["rollout", "abort", "eu-a"])
+            #expect(abort.status == 0, "\(abort.stdout)\n\(abort.stderr)")
+            #expect(apply.endsWithin(attempts: 6000), "apply did not end within 60 s of the abort")
+            #expect(try Self.rolloutPhase(fleet, "eu-a") == "rolled-back")
+        }
+        #expect(totals.versions["eu-a"] == ["1.1.0", "1.2.0"], "\(totals)")
+
+        totals = try await Self.underLoad(fleet, "blue-green switch in eu-a") {
+            try fleet.setPlatform("1.0.0", strategy: "blue-green")
+            try fleet.setRegion("eu-a", version: "1.3.0")
+            let switched = try fleet.meridian(["apply", "--auto-approve"])
+            #expect(switched.status == 0, "\(switched.stdout)\n\(switched.stderr)")
+        }
+        #expect(totals.versions["eu-a"] == ["1.1.0", "1.3.0"], "\(totals)")
+
+        totals = try await Self.underLoad(fleet, "rollback in eu-a") {
+            let back = try fleet.meridian(["rollout", "rollback", "eu-a"])
+            #expect(back.status == 0, "\(back.stdout)\n\(back.stderr)")
+        }
+        #expect(totals.versions["eu-a"] == ["1.1.0", "1.3.0"], "\(totals)")
+        #expect(totals.versions["eu-b"] == ["1.0.0"] && totals.versions["us-a"] == ["1.0.0"], "\(totals)")
+        // The gateways still route as the table says, and nothing else drifted.
+        let drift = try fleet.meridian(["drift", "--format", "json"])
+        #expect(drift.status == 0, "\(drift.stdout)\n\(drift.stderr)")
+    }
 }

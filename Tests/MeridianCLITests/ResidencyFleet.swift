@@ -105,13 +105,16 @@ final class ResidencyLoad: @unchecked Sendable {
         var refused = 0
         var failed: [String] = []
         var violations: [String] = []
+        /// By serving region, the versions of the stack that answered (`X-Meridian-Version`).
+        var versions: [String: Set<String>] = [:]
         var requests: Int { served.values.reduce(0) { $0 + $1.values.reduce(0, +) } + refused + failed.count }
 
         var description: String {
             let perData = served.keys.sorted().map { data in
                 "\(data): " + served[data]!.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             }
-            return "\(requests) requests; served \(perData.joined(separator: "; ")); refused \(refused); failed \(failed.count); violations \(violations.count)"
+            let seen = versions.keys.sorted().map { "\($0) \(versions[$0]!.sorted().joined(separator: "/"))" }.joined(separator: ", ")
+            return "\(requests) requests; served \(perData.joined(separator: "; ")); refused \(refused); failed \(failed.count); violations \(violations.count); versions \(seen)"
         }
     }
 
@@ -137,6 +140,7 @@ final class ResidencyLoad: @unchecked Sendable {
                             lock.withLock {
                                 if let servedBy {
                                     totals.served[data, default: [:]][servedBy, default: 0] += 1
+                                    totals.versions[servedBy, default: []].insert(response.headers["x-meridian-version"] ?? "-")
                                     if !regions.contains(servedBy) {
                                         totals.violations.append("\(data) data at \(gateway.address) served by \(servedBy)")
                                     }
