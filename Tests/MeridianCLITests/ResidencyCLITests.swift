@@ -26,6 +26,15 @@ import MeridianTestHosts
         #expect(clean.status == 0, "\(clean.stdout)\n\(clean.stderr)")
         #expect(try Self.findings(clean).isEmpty, "\(clean.stdout)")
 
+        // A residency change in the fleet repository that is not applied is pending, not a violation:
+        // the gateways are judged by the table they were applied with.
+        try fleet.setRules([("EU", ["EU"]), ("US", ["EU"])])
+        let pending = try fleet.meridian(["drift", "--format", "json"])
+        #expect(pending.status == 0, "\(pending.stdout)\n\(pending.stderr)")
+        #expect(try Self.findings(pending).isEmpty, "\(pending.stdout)")
+        #expect(pending.stdout.contains("governance/bundle.json"), "the rule change is not listed as pending: \(pending.stdout)")
+        try fleet.setRules([("EU", ["EU"]), ("US", ["US"])])
+
         // eu-a's residency section edited by hand: US data is served by eu-a's own stack.
         let euA = fleet.host("eu-a")
         let configPath = euA.root + "/router/nginx.conf"
@@ -63,6 +72,12 @@ import MeridianTestHosts
         #expect(hooks.count == 1, "\(hooks.count) webhook deliveries")
         let payload = String(decoding: hooks.first?.body ?? Data(), as: UTF8.self)
         #expect(payload.contains("residency-violation") && payload.contains("residency US"), "\(payload)")
+
+        // With --region the other regions' health is still looked at: us-a is healthy, so the table says us-a.
+        let selected = try fleet.meridian(["drift", "--region", "eu-a", "--format", "json"])
+        #expect(selected.status == 2, "\(selected.stdout)\n\(selected.stderr)")
+        let selectedViolations = try Self.findings(selected).filter { $0["kind"] == "residency-violation" }
+        #expect(selectedViolations.count == 1 && selectedViolations.first?["detail"]?.contains("the routing table says served by us-a") == true, "\(selectedViolations)")
 
         let text = try fleet.meridian(["drift"])
         #expect(text.status == 2)
