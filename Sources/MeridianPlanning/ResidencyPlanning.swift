@@ -67,6 +67,8 @@ public struct ResidencyPlan: Codable, Sendable, Equatable {
                 } catch {
                     notes.append("\(host.id): \(error)")
                 }
+            } else {
+                notes.append("\(host.id): its \(path) differs from the fleet's but was not read back (over the observation's content limit), so it is not compared")
             }
         }
         let differing = applied.filter { $0.residency != now }
