@@ -4,7 +4,7 @@ import MeridianTestHosts
 
 /// Residency through the built binary on real gateways: the drift job's
 /// residency check, and rollouts under live load for two jurisdictions.
-/// Test hosts on 127.0.207.x and 127.0.208.x, ports 19800–19899.
+/// Test hosts on 127.0.207.x, 127.0.208.x and 127.0.209.x, ports 19800–19899.
 @Suite(.serialized) struct ResidencyCLITests {
     /// The findings of a `drift --format json` report, flattened.
     static func findings(_ run: CLIRun) throws -> [[String: String]] {
