@@ -69,62 +69,32 @@ struct ApplyCommand: AsyncParsableCommand {
             parallelism: planning.parallelism(parallelism),
             rollouts: RolloutOptions(autoApprove: autoApprove)
         )
-        var plan: Plan
-        var fleet: DesiredFleet
-        var planningFailures: [HostFailure] = []
-        if let planFile {
-            guard let data = FileManager.default.contents(atPath: planFile) else {
-                fail("error: cannot read the plan file \(planFile)", stream)
-                throw ExitCode(ExitStatus.failure)
-            }
-            do {
-                plan = try Plan.decode(data)
-            } catch {
-                fail("error: \(planFile): \(error)", stream)
-                throw ExitCode(ExitStatus.failure)
-            }
-            // The basis covers the regions the plan was made for; --region narrows what is applied.
-            fleet = try planning.desiredFleet(regions: plan.regions.map(\.name))
-            if !selection.regions.isEmpty {
-                plan.regions = plan.regions.filter { selection.regions.contains($0.name) }
-            }
-            // A window that began after the plan was saved still holds.
-            try planning.refuseFrozen(plan)
-        } else {
-            // Apply holds the secrets, so its plan also compares sensitive files by keyed hash.
-            let keyed = try await engine.keyedComparison()
-            let result = try await planning.plan(regions: selection.regions, parallelism: parallelism, secrets: keyed)
-            plan = result.plan
-            fleet = result.fleet
-            planningFailures = result.failures
-            try planning.refuseFrozen(plan)
-            if let stream {
-                stream.plan(plan)
-                planningFailures.forEach(stream.notPlanned)
-            } else {
-                Output.text(plan.renderText(style: PlanningSession.textStyle, leftOut: result.leftOut))
-            }
-            PlanningSession.report(planningFailures)
-            if !plan.summary.hasChanges {
-                let code = planningFailures.isEmpty ? ExitStatus.success : ExitStatus.failure
-                if code == 0 && stream == nil {
-                    // Nothing to change on the hosts, but a rollout cut short (a crash) is carried on.
-                    try await resumeUnfinishedRollouts(planning: planning, regions: plan.regions.map(\.name))
-                }
-                stream?.nothingToDo(exitCode: code)
-                if code != 0 { throw ExitCode(code) }
-                return
-            }
-            try confirm()
-        }
-        if planFile != nil { stream?.plan(plan) }
         let report: ApplyReport
+        var planningFailures: [HostFailure] = []
         do {
-            // JSON events when asked, a live view on a terminal, plain lines otherwise (logs, CI).
-            let live = stream == nil && ApplyLiveView.isAvailable ? ApplyLiveView(plan: plan) : nil
-            let events: @Sendable (ApplyEvent) -> Void
-            if let stream { events = stream.handle } else if let live { events = { live.handle($0) } } else { events = ApplyProgress.line }
-            report = try await engine.apply(plan, fleet: fleet, events: events)
+            if let planFile {
+                report = try await applySaved(planFile, planning: planning, engine: engine, stream: stream)
+            } else {
+                // Apply holds the secrets, so its plan also compares sensitive files by keyed hash.
+                let fleet = try planning.desiredFleet(regions: selection.regions)
+                let sink = ApplyEventSink()
+                let outcome = try await engine.planAndApply(fleet, events: sink.handle) { result in
+                    try await review(result, planning: planning, stream: stream, sink: sink)
+                }
+                switch outcome {
+                case .applied(let applied, let result):
+                    report = applied
+                    planningFailures = result.failures
+                case .stopped(let result, let exitCode):
+                    if exitCode == 0 && !result.plan.summary.hasChanges && stream == nil {
+                        // Nothing to change on the hosts, but a rollout cut short (a crash) is carried on.
+                        try await resumeUnfinishedRollouts(planning: planning, regions: result.plan.regions.map(\.name))
+                    }
+                    if !result.plan.summary.hasChanges { stream?.nothingToDo(exitCode: exitCode) }
+                    if exitCode != 0 { throw ExitCode(exitCode) }
+                    return
+                }
+            }
         } catch let refusal as GovernanceRefusal {
             Output.error("error: \(refusal)")
             throw ExitCode(ExitStatus.invalidFleet)
@@ -134,6 +104,8 @@ struct ApplyCommand: AsyncParsableCommand {
             case .leaseHeld: throw ExitCode(ExitStatus.locked)
             case .fleetChanged, .planMismatch, .notPlannerOutput, .staleHosts: throw ExitCode(ExitStatus.failure)
             }
+        } catch let code as ExitCode {
+            throw code
         } catch {
             fail("error: \(error)", stream)
             throw ExitCode(ExitStatus.failure)
@@ -167,6 +139,68 @@ struct ApplyCommand: AsyncParsableCommand {
         if code != 0 { throw ExitCode(code) }
     }
 
+    /// Applies a plan saved by `meridian plan --out`.
+    func applySaved(_ planFile: String, planning: PlanningSession, engine: ApplyEngine, stream: ApplyEventStream?) async throws -> ApplyReport {
+        guard let data = FileManager.default.contents(atPath: planFile) else {
+            fail("error: cannot read the plan file \(planFile)", stream)
+            throw ExitCode(ExitStatus.failure)
+        }
+        var plan: Plan
+        do {
+            plan = try Plan.decode(data)
+        } catch {
+            fail("error: \(planFile): \(error)", stream)
+            throw ExitCode(ExitStatus.failure)
+        }
+        // The basis covers the regions the plan was made for; --region narrows what is applied.
+        let fleet = try planning.desiredFleet(regions: plan.regions.map(\.name))
+        if !selection.regions.isEmpty {
+            plan.regions = plan.regions.filter { selection.regions.contains($0.name) }
+        }
+        // A window that began after the plan was saved still holds.
+        try planning.refuseFrozen(plan)
+        stream?.plan(plan)
+        return try await engine.apply(plan, fleet: fleet, events: events(for: plan, stream: stream))
+    }
+
+    /// Shows the plan apply made under its locks and decides whether to carry it out.
+    func review(_ result: PlanningResult, planning: PlanningSession, stream: ApplyEventStream?, sink: ApplyEventSink) async throws -> PlanReview {
+        let plan = result.plan
+        do {
+            try planning.refuseFrozen(plan)
+        } catch let code as ExitCode {
+            return .stop(exitCode: code.rawValue, reason: "refused: a change window forbids it; nothing was changed")
+        }
+        if let stream {
+            stream.plan(plan)
+            result.failures.forEach(stream.notPlanned)
+        } else {
+            Output.text(plan.renderText(style: PlanningSession.textStyle, leftOut: result.leftOut))
+        }
+        PlanningSession.report(result.failures)
+        if !plan.summary.hasChanges {
+            let code = result.failures.isEmpty ? ExitStatus.success : ExitStatus.failure
+            return .stop(exitCode: code, reason: result.failures.isEmpty ? "nothing to change" : "nothing to change in the regions planned; some were left out")
+        }
+        do {
+            try confirm()
+        } catch let code as ExitCode {
+            return .stop(exitCode: code.rawValue, reason: "not confirmed; nothing was changed")
+        }
+        sink.handler = events(for: plan, stream: stream)
+        return .apply
+    }
+
+    /// JSON events when asked, a live view on a terminal, plain lines otherwise (logs, CI).
+    func events(for plan: Plan, stream: ApplyEventStream?) -> @Sendable (ApplyEvent) -> Void {
+        if let stream { return stream.handle }
+        if ApplyLiveView.isAvailable {
+            let live = ApplyLiveView(plan: plan)
+            return { live.handle($0) }
+        }
+        return ApplyProgress.line
+    }
+
     /// Asks on the terminal; without one (CI, a pipe) and without --auto-approve, refuses.
     func confirm() throws {
         guard !autoApprove else { return }
@@ -180,6 +214,19 @@ struct ApplyCommand: AsyncParsableCommand {
             throw ExitCode(ExitStatus.failure)
         }
     }
+}
+
+/// Where apply's events go once the plan is known (the live view is made from it).
+final class ApplyEventSink: @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: @Sendable (ApplyEvent) -> Void = { _ in }
+
+    var handler: @Sendable (ApplyEvent) -> Void {
+        get { lock.withLock { current } }
+        set { lock.withLock { current = newValue } }
+    }
+
+    @Sendable func handle(_ event: ApplyEvent) { handler(event) }
 }
 
 extension ApplyCommand {

@@ -39,6 +39,19 @@ public enum ApplyRefusal: Error, Sendable, CustomStringConvertible {
     }
 }
 
+/// What the operator decided on seeing the plan that apply made under its locks.
+public enum PlanReview: Sendable, Equatable {
+    case apply
+    /// Change nothing; the run ends with this exit code and reason.
+    case stop(exitCode: Int32, reason: String)
+}
+
+/// How `planAndApply` ended, with the plan it made.
+public enum PlanAndApplyOutcome: Sendable {
+    case applied(ApplyReport, PlanningResult)
+    case stopped(PlanningResult, exitCode: Int32)
+}
+
 /// How one region's apply ended.
 public enum RegionApplyResult: Sendable, Equatable {
     case applied(hostsChanged: Int, hosts: Int)
@@ -173,9 +186,73 @@ public struct ApplyEngine: Sendable {
     public func apply(_ plan: Plan, fleet: DesiredFleet, verification: PlanVerification = .replan, events: @escaping @Sendable (ApplyEvent) -> Void = { _ in }) async throws -> ApplyReport {
         try checkBasis(plan, against: fleet)
         try checkGovernance(plan)
+        let ended = try await withRun(regions: plan.regions.map(\.name), fleetCommit: plan.basis.gitCommit, planHash: plan.hash) { run in
+            RunEnd.applied(try await applyHoldingLeases(plan, fleet: fleet, run: run, verification: verification, seen: nil, events: events))
+        }
+        switch ended {
+        case .applied(let report): return report
+        case .stopped: preconditionFailure("only planAndApply's review stops a run before it changes anything")
+        }
+    }
+
+    /// Plans and applies in one pass, for apply without a saved plan: the
+    /// run and its leases come first, so the observation the plan is made
+    /// from also takes every host's lock (one command per host fewer than
+    /// observing, then locking and observing again), and no host can change
+    /// between the plan shown and the plan carried out. `review` sees the
+    /// plan (shows it, asks for confirmation) and decides; when it stops,
+    /// every lock and lease is given back and nothing was changed.
+    public func planAndApply(_ fleet: DesiredFleet, events: @escaping @Sendable (ApplyEvent) -> Void = { _ in },
+                             review: (PlanningResult) async throws -> PlanReview) async throws -> PlanAndApplyOutcome {
+        let regions = Array(Set(fleet.desired.map(\.region))).sorted()
+        var planned: PlanningResult?
+        let ended = try await withRun(regions: regions, fleetCommit: fleet.basis.gitCommit, planHash: nil) { run in
+            var seen = try await lockAndObserve(fleet.desired, run: run, events: { _ in })
+            let failures = seen.failures.keys.sorted().flatMap { seen.failures[$0] ?? [] }
+            let result = PlanEngine.plan(fleet, observed: seen.observed, failures: failures, secrets: try await keyedComparison())
+            planned = result
+            // Regions left out of the plan (a host could not be observed or locked) keep no lock.
+            let leftOut = Set(seen.failures.keys)
+            await releaseLocks(seen.lockedHosts.filter { leftOut.contains($0.region) }, run: run)
+            seen.lockedHosts = seen.lockedHosts.filter { !leftOut.contains($0.region) }
+            seen.failures = [:]
+            let decision: PlanReview
+            do {
+                _ = try await store.recordPlan(run, planHash: result.plan.hash)
+                decision = try await review(result)
+                if case .apply = decision { try checkGovernance(result.plan) }
+            } catch {
+                await releaseLocks(seen.lockedHosts, run: run)
+                throw error
+            }
+            switch decision {
+            case .stop(let exitCode, let reason):
+                await releaseLocks(seen.lockedHosts, run: run)
+                return .stopped(exitCode: exitCode, reason: reason)
+            case .apply:
+                return .applied(try await applyHoldingLeases(result.plan, fleet: fleet, run: run, verification: .replan, seen: seen, events: events))
+            }
+        }
+        guard let planned else { preconditionFailure("withRun returns only after its body planned") }
+        switch ended {
+        case .applied(let report): return .applied(report, planned)
+        case .stopped(let exitCode, _): return .stopped(planned, exitCode: exitCode)
+        }
+    }
+
+    /// How a run's work ended, for `withRun` to record.
+    enum RunEnd: Sendable {
+        case applied(ApplyReport)
+        /// Stopped before any change (nothing to change, or not confirmed).
+        case stopped(exitCode: Int32, reason: String)
+    }
+
+    /// Starts a run, takes the regions' leases and keeps them renewed while
+    /// `body` works, then records how it ended and gives the leases back
+    /// (also when `body` throws).
+    func withRun(regions: [String], fleetCommit: String?, planHash: String?, _ body: (RunID) async throws -> RunEnd) async throws -> RunEnd {
         try await recoverAbandonedRuns()
-        let regions = plan.regions.map(\.name)
-        let run = try await store.startRun(RunStart(kind: .apply, owner: identity, fleetCommit: plan.basis.gitCommit, planHash: plan.hash, regions: regions))
+        let run = try await store.startRun(RunStart(kind: .apply, owner: identity, fleetCommit: fleetCommit, planHash: planHash, regions: regions))
         do {
             _ = try await store.acquireLeases(regions: regions, holder: identity, run: run.id, ttl: leaseTTL)
         } catch StateStoreError.leaseHeld(let conflict) {
@@ -195,14 +272,19 @@ public struct ApplyEngine: Sendable {
         }
         defer { renewal.cancel() }
         do {
-            let report = try await applyHoldingLeases(plan, fleet: fleet, run: run.id, verification: verification, events: events)
-            let summary = report.regions.map { "\($0.region): \(Self.describe($0.result))" }.joined(separator: "; ")
-            let outcome: RunOutcome = report.exitCode == 0 ? .succeeded : report.exitCode == 3 ? .rolledBack : .failed
-            _ = try await store.finishRun(run.id, outcome: outcome, exitCode: report.exitCode, summary: summary)
-            _ = try await store.appendAudit(AuditRecord(actor: identity.actor, action: "apply", subject: regions.joined(separator: " "),
-                                                        detail: JSONDetail(["run": String(run.id.rawValue), "plan": plan.hash, "exit": String(report.exitCode), "summary": summary])))
+            let ended = try await body(run.id)
+            switch ended {
+            case .applied(let report):
+                let summary = report.regions.map { "\($0.region): \(Self.describe($0.result))" }.joined(separator: "; ")
+                let outcome: RunOutcome = report.exitCode == 0 ? .succeeded : report.exitCode == 3 ? .rolledBack : .failed
+                _ = try await store.finishRun(run.id, outcome: outcome, exitCode: report.exitCode, summary: summary)
+                _ = try await store.appendAudit(AuditRecord(actor: identity.actor, action: "apply", subject: regions.joined(separator: " "),
+                                                            detail: JSONDetail(["run": String(run.id.rawValue), "plan": report.planHash, "exit": String(report.exitCode), "summary": summary])))
+            case .stopped(let exitCode, let reason):
+                _ = try await store.finishRun(run.id, outcome: exitCode == 0 ? .succeeded : .failed, exitCode: exitCode, summary: reason)
+            }
             _ = try await store.releaseLeases(regions: regions, holder: identity)
-            return report
+            return ended
         } catch {
             _ = try? await store.finishRun(run.id, outcome: .failed, exitCode: 1, summary: "\(error)")
             _ = try? await store.releaseLeases(regions: regions, holder: identity)
@@ -272,9 +354,16 @@ public struct ApplyEngine: Sendable {
     /// The phases in order; a rollout runs them separately, region by region
     /// and across pauses: lock and observe, check the plan against what was
     /// seen, prepare every host's work, change the hosts, summarise.
-    func applyHoldingLeases(_ plan: Plan, fleet: DesiredFleet, run: RunID, verification: PlanVerification, events: @escaping @Sendable (ApplyEvent) -> Void) async throws -> ApplyReport {
+    /// `seen` is the locked observation when the plan was made from it (`planAndApply`).
+    func applyHoldingLeases(_ plan: Plan, fleet: DesiredFleet, run: RunID, verification: PlanVerification, seen observedBefore: LockedObservation?, events: @escaping @Sendable (ApplyEvent) -> Void) async throws -> ApplyReport {
         let desiredByID = Dictionary(fleet.desired.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        var seen = try await lockAndObserve(plan.hosts.compactMap { desiredByID[$0.id] }, run: run, events: events)
+        var seen: LockedObservation
+        if let observedBefore {
+            seen = observedBefore
+            for host in seen.lockedHosts { events(.observed(region: host.region, host: host.host)) }
+        } else {
+            seen = try await lockAndObserve(plan.hosts.compactMap { desiredByID[$0.id] }, run: run, events: events)
+        }
         // Gateways are rendered at the traffic splits the locked hosts record.
         var fleet = fleet
         fleet.desired = RecordedSplits.rendered(fleet.desired, observed: seen.observed)
@@ -319,6 +408,8 @@ public struct ApplyEngine: Sendable {
                     seen.lockedHosts.append(host)
                     events(.observed(region: host.region, host: host.host))
                 case .heldByOther(let holder):
+                    // Observed all the same: a plan made from this observation shows what the region would get.
+                    seen.observed[host.id] = observation.state
                     let who = holder.map { "\($0.holder), run \($0.runID), since \($0.startedAt.map(String.init) ?? "?"), until \($0.expiresAt.map(String.init) ?? "?")" } ?? "another run"
                     seen.heldElsewhere[host.region, default: []].append(HostFailure(region: host.region, host: host.host, reason: "its lock \(RemoteScripts.join(host.root, "state/lock")) is held by \(who); wait for that run, or remove the lock once it is gone"))
                 case .failed(let reason):

@@ -138,7 +138,7 @@ public struct PlanEngine: Sendable {
     /// files are also compared by keyed hash with their rendering under the
     /// current secrets, so the plan shows a changed secret value (never the value).
     public func plan(regions wanted: [String], parallelism: Int, secrets: KeyedComparison? = nil) async throws -> PlanningResult {
-        var fleet = try desiredFleet(regions: wanted)
+        let fleet = try desiredFleet(regions: wanted)
         let observations = await observe(fleet.desired, parallelism: parallelism, recordedSensitive: secrets?.recordedSensitive ?? [:],
                                          fleetKey: secrets?.fleetKey, lock: { _ in nil })
         var observed: [HostID: ObservedHostState] = [:]
@@ -149,7 +149,15 @@ public struct PlanEngine: Sendable {
             case .failure(let failure): failures.append(failure)
             }
         }
-        // Gateways are rendered at the traffic splits the hosts record (a canary in progress keeps its weights).
+        return Self.plan(fleet, observed: observed, failures: failures, secrets: secrets)
+    }
+
+    /// The plan of `fleet` against what was observed: regions with a failed
+    /// host are left out; gateways are rendered at the traffic splits the
+    /// hosts record (a canary in progress keeps its weights); sensitive files
+    /// are compared by keyed hash when `secrets` is given.
+    public static func plan(_ fleet: DesiredFleet, observed: [HostID: ObservedHostState], failures: [HostFailure], secrets: KeyedComparison?) -> PlanningResult {
+        var fleet = fleet
         fleet.desired = RecordedSplits.rendered(fleet.desired, observed: observed)
         let failedRegions = Set(failures.map(\.region))
         let planned = fleet.desired.filter { !failedRegions.contains($0.region) }
@@ -160,7 +168,7 @@ public struct PlanEngine: Sendable {
             }
         }
         var plan = Planner.plan(desired: planned, observed: observed, basis: fleet.basis, keyedRewrites: rewrites)
-        plan.residency = ResidencyPlan.compare(fleet: self.fleet, desired: planned, observed: observed)
+        plan.residency = ResidencyPlan.compare(desired: planned, observed: observed)
         return PlanningResult(plan: plan, fleet: fleet, failures: failures)
     }
 

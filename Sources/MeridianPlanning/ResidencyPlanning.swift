@@ -48,22 +48,23 @@ public struct ResidencyPlan: Codable, Sendable, Equatable {
     }
 
     /// Compares the routing table each observed host was applied with with
-    /// the fleet's. The baseline is the applied table most hosts that differ
-    /// hold (ties: the first in region, host order). Hosts with no bundle
-    /// (never applied) are no baseline: a first apply has nothing to compare.
-    public static func compare(fleet: Fleet, desired: [DesiredHostState], observed: [HostID: ObservedHostState]) -> ResidencyPlan? {
-        let table = ResidencyCompiler.compile(fleet).0
-        let now = AppliedResidency(header: fleet.settings.residency.header, refuseStatus: fleet.settings.residency.refuseStatus, table: table)
+    /// the one its desired bundle carries (the fleet's). The baseline is the
+    /// applied table most hosts that differ hold (ties: the first in region,
+    /// host order). Hosts with no bundle (never applied) are no baseline: a
+    /// first apply has nothing to compare. Pure: desired and observed state only.
+    public static func compare(desired: [DesiredHostState], observed: [HostID: ObservedHostState]) -> ResidencyPlan? {
         let path = DesiredHostState.governanceBundlePath
-        var applied: [(host: HostID, residency: AppliedResidency)] = []
+        var applied: [(host: DesiredHostState, was: AppliedResidency, now: AppliedResidency)] = []
         var notes: [String] = []
         for host in desired.sorted(by: { ($0.region, $0.host) < ($1.region, $1.host) }) {
-            guard let seen = observed[host.id], let onHost = seen.files[path]?.sha256 else { continue }
-            if onHost == host.files.first(where: { $0.path == path })?.content.fingerprint {
-                applied.append((host.id, now))
+            guard let bundle = host.files.first(where: { $0.path == path }), case .bytes(let bytes) = bundle.content,
+                  let now = try? AppliedResidency.read(bundle: bytes),
+                  let seen = observed[host.id], let onHost = seen.files[path]?.sha256 else { continue }
+            if onHost == bundle.content.fingerprint {
+                applied.append((host, now, now))
             } else if let content = seen.fileContents[path] {
                 do {
-                    applied.append((host.id, try AppliedResidency.read(bundle: content)))
+                    applied.append((host, try AppliedResidency.read(bundle: content), now))
                 } catch {
                     notes.append("\(host.id): \(error)")
                 }
@@ -71,42 +72,48 @@ public struct ResidencyPlan: Codable, Sendable, Equatable {
                 notes.append("\(host.id): its \(path) differs from the fleet's but was not read back (over the observation's content limit), so it is not compared")
             }
         }
-        let differing = applied.filter { $0.residency != now }
+        let differing = applied.filter { $0.was != $0.now }
         guard !differing.isEmpty else { return nil }
-        let counts = differing.map { candidate in differing.count { $0.residency == candidate.residency } }
+        let counts = differing.map { candidate in differing.count { $0.was == candidate.was } }
         let baseline = differing[counts.firstIndex(of: counts.max()!)!]
-        let others = differing.filter { $0.residency != baseline.residency }.map(\.host.description)
+        let others = differing.filter { $0.was != baseline.was }.map(\.host.id.description)
         if !others.isEmpty {
-            notes.insert("\(others.joined(separator: ", ")) \(others.count == 1 ? "was" : "were") applied with another routing table; the changes above are against \(baseline.host)'s", at: 0)
+            notes.insert("\(others.joined(separator: ", ")) \(others.count == 1 ? "was" : "were") applied with another routing table; the changes above are against \(baseline.host.id)'s", at: 0)
         }
 
-        let old = baseline.residency
-        let codes = Set(old.table.entries.map(\.data.code) + table.entries.map(\.data.code)).sorted()
+        let old = baseline.was, now = baseline.now
+        let codes = Set(old.table.entries.map(\.data.code) + now.table.entries.map(\.data.code)).sorted()
         let entries = codes.compactMap { code -> ResidencyEntryChange? in
             let data = Jurisdiction(code)!
             let before = old.table.entry(for: data)?.regions.map(\.name)
-            let after = table.entry(for: data)?.regions.map(\.name)
+            let after = now.table.entry(for: data)?.regions.map(\.name)
             return before == after ? nil : ResidencyEntryChange(data: code, before: before, after: after)
         }
         var settings: [String] = []
         if old.header != now.header { settings.append("residency header \(old.header) → \(now.header)") }
-        if old.table.assumeWhenMissing != table.assumeWhenMissing {
+        if old.table.assumeWhenMissing != now.table.assumeWhenMissing {
             func rule(_ assumed: Jurisdiction?) -> String { assumed.map { "assume \($0.code)" } ?? "refuse" }
-            settings.append("a request without the header: \(rule(old.table.assumeWhenMissing)) → \(rule(table.assumeWhenMissing))")
+            settings.append("a request without the header: \(rule(old.table.assumeWhenMissing)) → \(rule(now.table.assumeWhenMissing))")
         }
         if old.refuseStatus != now.refuseStatus { settings.append("refuse status \(old.refuseStatus) → \(now.refuseStatus)") }
 
-        let hostsApplied = Dictionary(applied.map { ($0.host, $0.residency) }, uniquingKeysWith: { a, _ in a })
-        var gateways: [String] = []
-        for host in desired.sorted(by: { ($0.region, $0.host) < ($1.region, $1.host) }) {
-            guard let config = host.gateway, let region = fleet.regions.first(where: { $0.name == host.region }) else { continue }
-            guard let was = hostsApplied[host.id] else { continue }
-            var before = GatewayResidency.forRegion(region, fleet: fleet, table: was.table)
-            before?.header = was.header
-            before?.refuseStatus = was.refuseStatus
-            if before != config.residency { gateways.append(host.id.description) }
-        }
-        return ResidencyPlan(comparedWith: baseline.host.description, entries: entries, settings: settings, gateways: gateways, notes: notes)
+        // A gateway's section changes when what it does with some data changes:
+        // serving it locally, the regions it forwards to, or the request settings.
+        let gateways = applied.filter { $0.host.gateway != nil && $0.was != $0.now }
+            .filter { Self.section($0.was, at: $0.host.region) != Self.section($0.now, at: $0.host.region) }
+            .map(\.host.id.description)
+        return ResidencyPlan(comparedWith: baseline.host.id.description, entries: entries, settings: settings, gateways: gateways, notes: notes)
+    }
+
+    /// What the residency section of a gateway of `region` is made of:
+    /// the request settings and, per data jurisdiction, whether it serves
+    /// locally and its hops in order (`GatewayResidency.forRegion`).
+    static func section(_ residency: AppliedResidency, at region: String) -> [String] {
+        guard !residency.table.entries.isEmpty else { return [] }
+        return ["\(residency.header) \(residency.refuseStatus) \(residency.table.assumeWhenMissing?.code ?? "-")"]
+            + residency.table.entries.map { entry in
+                "\(entry.data.code) \(entry.admits(region: region)) " + entry.regions.map(\.name).filter { $0 != region }.joined(separator: ",")
+            }
     }
 
     /// The section of the text plan, before the summary line.

@@ -144,6 +144,14 @@ public final class PostgresStateStore: StateStore {
         }
     }
 
+    public func recordPlan(_ id: RunID, planHash: String) async throws -> RunRecord {
+        try await write { c in
+            try RunRules.checkRunning(try await self.fetchRun(c, id, forUpdate: true))
+            try await c.execute("UPDATE runs SET plan_hash = \(planHash) WHERE id = \(id.rawValue)")
+            return try await self.fetchRun(c, id)
+        }
+    }
+
     public func run(_ id: RunID) async throws -> RunRecord? {
         try await read { c in
             try await c.record("SELECT \(unescaped: PostgresRecord.runColumns) FROM runs WHERE id = \(id.rawValue)", location: self.location)?.run()

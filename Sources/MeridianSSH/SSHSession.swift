@@ -21,6 +21,8 @@ public final class SSHSession: @unchecked Sendable {
     private var keepaliveTimer: DispatchSourceTimer?
     /// Channels given up after a timeout whose close the server has not confirmed yet.
     var lingeringChannels: [OpaquePointer] = []
+    /// The cancellation of the task whose call runs on the queue now.
+    private var currentCall: CallCancellation?
 
     private init(endpoint: SSHEndpoint) {
         self.endpoint = endpoint
@@ -80,21 +82,46 @@ public final class SSHSession: @unchecked Sendable {
 
     // MARK: - Queue and waiting
 
+    /// Runs `body` on the session's queue. When the calling task is
+    /// cancelled (SIGTERM, a drift job stopping), the waits inside `body`
+    /// notice within `cancellationSlice` and throw `CancellationError`: a
+    /// stopping command never waits out a connect or command timeout.
     func onQueue<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async { continuation.resume(with: Result { try body() }) }
+        let call = CallCancellation()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                queue.async {
+                    self.currentCall = call
+                    defer { self.currentCall = nil }
+                    continuation.resume(with: Result { try body() })
+                }
+            }
+        } onCancel: {
+            call.cancel()
         }
     }
 
     struct TimedOut: Error {}
 
+    /// How long a wait runs before it looks at its task's cancellation again.
+    static let cancellationSlice = 100
+
+    /// Throws `CancellationError` when the task of the call running now was
+    /// cancelled; the session is then broken (libssh2 may be mid-exchange).
+    func checkCancelled() throws {
+        guard currentCall?.isCancelled == true else { return }
+        markBroken("its command was cancelled")
+        throw CancellationError()
+    }
+
     /// Blocks this session's queue until the socket is ready in the direction
     /// libssh2 is waiting for, or throws `TimedOut` at `deadline`. Sends due
     /// keepalives meanwhile, so long commands keep the connection alive.
     func waitSocket(until deadline: ContinuousClock.Instant) throws {
+        try checkCancelled()
         let now = ContinuousClock.now
         guard now < deadline else { throw TimedOut() }
-        var waitMillis = Self.millis(deadline - now)
+        var waitMillis = min(Self.millis(deadline - now), Self.cancellationSlice)
         if let session, endpoint.keepaliveInterval != nil {
             var next: Int32 = 0
             if libssh2_keepalive_send(session, &next) == 0, next > 0 {
@@ -267,8 +294,14 @@ public final class SSHSession: @unchecked Sendable {
                 continue
             }
             var descriptor = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-            let remaining = deadline - ContinuousClock.now
-            let ready = remaining > .zero ? poll(&descriptor, 1, Int32(clamping: max(1, Self.millis(remaining)))) : 0
+            var ready: Int32 = 0
+            while ready == 0 {
+                do { try checkCancelled() } catch { Glibc.close(fd); throw error }
+                let remaining = deadline - ContinuousClock.now
+                guard remaining > .zero else { break }
+                ready = poll(&descriptor, 1, Int32(clamping: max(1, min(Self.millis(remaining), Self.cancellationSlice))))
+                if ready < 0 && errno == EINTR { ready = 0 }
+            }
             if ready <= 0 {
                 Glibc.close(fd)
                 throw SSHError(.connectTimeout(seconds: Self.seconds(endpoint.connectTimeout), stage: "TCP connect"), at: place)
@@ -383,4 +416,14 @@ public final class SSHSession: @unchecked Sendable {
             socketFD = -1
         }
     }
+}
+
+/// Whether the task behind one queued call was cancelled; set from the
+/// task's cancellation handler, read by the waits on the session's queue.
+final class CallCancellation: @unchecked Sendable {
+    private let lock = NSLock()
+    private var cancelled = false
+
+    var isCancelled: Bool { lock.withLock { cancelled } }
+    func cancel() { lock.withLock { cancelled = true } }
 }

@@ -42,6 +42,15 @@ extension SQLiteStateStore {
         }
     }
 
+    public func recordPlan(_ id: RunID, planHash: String) async throws -> RunRecord {
+        let rows = self.rows
+        return try await write { db in
+            try RunRules.checkRunning(try Self.fetchRun(db, id, rows: rows))
+            try db.execute(sql: "UPDATE runs SET plan_hash = ? WHERE id = ?", arguments: [planHash, id.rawValue])
+            return try Self.fetchRun(db, id, rows: rows)
+        }
+    }
+
     public func run(_ id: RunID) async throws -> RunRecord? {
         let rows = self.rows
         return try await read { db in

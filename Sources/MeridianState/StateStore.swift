@@ -18,6 +18,10 @@ public protocol StateStore: Sendable {
     func startRun(_ start: RunStart) async throws -> RunRecord
     /// Records how a running run ended. Throws `runAlreadyFinished` for a finished one.
     func finishRun(_ id: RunID, outcome: RunOutcome, exitCode: Int32, summary: String) async throws -> RunRecord
+    /// Records the plan a running run carries out, for a run that planned
+    /// after it started (apply without a saved plan plans under its locks).
+    /// Throws `runAlreadyFinished` for a finished one.
+    func recordPlan(_ id: RunID, planHash: String) async throws -> RunRecord
     func run(_ id: RunID) async throws -> RunRecord?
     /// The newest runs first, at most `limit`.
     func recentRuns(limit: Int) async throws -> [RunRecord]

@@ -84,7 +84,7 @@ import MeridianTestHosts
         try fleet.writeRegion(0, "north", maxTokens: 555, version: "2.0.0")
         let log = fleet.directory.appendingPathComponent("killed-apply.log")
         let process = try startApply(fleet, output: log)
-        let reached = await CLI.waitForLines(containing: "— ok", count: killAfter, in: log, of: process)
+        let reached = CLI.waitForLines(containing: "— ok", count: killAfter, in: log, of: process)
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
@@ -124,7 +124,7 @@ import MeridianTestHosts
         try fleet.writeRegion(0, "north", maxTokens: 9, version: "2.0.0")
         let log = fleet.directory.appendingPathComponent("sshd-killed-apply.log")
         let process = try startApply(fleet, output: log)
-        let reached = await CLI.waitForLines(containing: "install release inference-north 2.0.0 — ok", in: log, of: process)
+        let reached = CLI.waitForLines(containing: "install release inference-north 2.0.0 — ok", in: log, of: process)
         cluster.kill(cluster.hosts[0])
         #expect(process.endsWithin(), "apply did not end within 20 s of its host's sshd being killed")
         let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""

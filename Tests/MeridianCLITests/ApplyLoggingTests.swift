@@ -1,11 +1,12 @@
 import Foundation
 import MeridianCLI
+import MeridianState
 import MeridianTestHosts
 import Testing
 
 /// Logging (`--verbose`, `--log-level`), `apply --format json` and
 /// `--version`: the built binary against real sshd test hosts on
-/// 127.0.150.x and 127.0.151.x.
+/// 127.0.150.x–127.0.152.x.
 @Suite(.serialized) struct ApplyLoggingTests {
     static let secret = "s3cret-value"
 
@@ -54,6 +55,39 @@ import Testing
         let bad = try fleet.meridian(["plan", "--log-level", "loud"])
         #expect(bad.status == 64)
         #expect(bad.stderr.contains("log-level"), "\(bad.stderr)")
+    }
+
+    /// Apply plans from the observation that takes the locks: one login and
+    /// one observation per host, never a second look before the changes.
+    @Test func applyObservesEachHostOnceAndUnderItsLock() async throws {
+        let cluster = try TestHostCluster(count: 1, addressPrefix: "127.0.152")
+        let fleet = try ApplyTestFleet(cluster: cluster, regions: ["north"], portBase: 19510)
+        defer { fleet.tearDown() }
+        #expect(try fleet.meridian(["apply", "--auto-approve"]).status == 0)
+        func commands(_ run: CLIRun) -> [String] {
+            run.stderr.split(separator: "\n").map(String.init).filter { $0.contains("debug meridian.ssh: remote command ") }
+        }
+        func logins(_ run: CLIRun) -> Int {
+            run.stderr.split(separator: "\n").filter { $0.contains("debug meridian.ssh: ssh connected") }.count
+        }
+
+        // Nothing to change: the locked observation and the lock's release, and the run says so.
+        let idle = try fleet.meridian(["apply", "--auto-approve", "--verbose"])
+        #expect(idle.status == 0, "\(idle.stdout)\n\(idle.stderr)")
+        #expect(logins(idle) == 1 && commands(idle).count == 2, "\(idle.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: cluster.hosts[0].root + "/state/lock"))
+        let store = try await SQLiteStateStore.open(path: fleet.statePath)
+        let recorded = try #require(try await store.recentRuns(limit: 1).first)
+        #expect(recorded.kind == .apply && recorded.outcome == .succeeded && recorded.summary == "nothing to change" && recorded.planHash != nil, "\(recorded)")
+
+        // A change: still one observation (the plan's, with the lock), then the steps.
+        try fleet.writeRegion(0, "north", maxTokens: 321, version: nil)
+        let changed = try fleet.meridian(["apply", "--auto-approve", "--verbose"])
+        #expect(changed.status == 0, "\(changed.stdout)\n\(changed.stderr)")
+        let observations = commands(changed).filter { $0.contains(#"command="sh -s""#) }
+        #expect(logins(changed) == 1 && observations.count == 1, "\(changed.stderr)")
+        #expect(try String(contentsOfFile: cluster.hosts[0].root + "/config/inference-north/server.yaml", encoding: .utf8).contains("max_tokens: 321"))
+        #expect(!FileManager.default.fileExists(atPath: cluster.hosts[0].root + "/state/lock"))
     }
 
     struct Event {

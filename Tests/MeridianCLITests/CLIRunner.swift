@@ -98,14 +98,16 @@ extension CLI {
     /// has `count` lines containing `text`, and returns true when it did; false
     /// when the process ended first or the bound was reached. The CLI writes
     /// each progress line with its own unbuffered write, so a line in the log
-    /// means that step has finished on the host.
-    static func waitForLines(containing text: String, count: Int = 1, in log: URL, of process: Process) async -> Bool {
-        for _ in 0..<6000 where process.isRunning {
+    /// means that step has finished on the host. The wait blocks its thread
+    /// instead of sleeping as a task: beside other tests that block the
+    /// cooperative pool's threads, a sleeping task can wake seconds late and
+    /// miss the moment it waits for.
+    static func waitForLines(containing text: String, count: Int = 1, in log: URL, of process: Process) -> Bool {
+        Poll.blockingUntil(attempts: 6000, everyMicroseconds: 10_000) {
+            guard process.isRunning else { return true }
             let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-            if output.components(separatedBy: "\n").filter({ $0.contains(text) }).count >= count { return process.isRunning }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        return false
+            return output.components(separatedBy: "\n").filter { $0.contains(text) }.count >= count
+        } && process.isRunning
     }
 }
 

@@ -63,7 +63,7 @@ import Testing
         let log = fleet.directory.appendingPathComponent("fault.log")
         let process = try start(fleet, ["apply", "--auto-approve"], state: state, output: log)
         // The store is stopped while the run waits for 2.0.0 to listen.
-        let reached = await CLI.waitForLines(containing: "start inference-north (blue) — ok", in: log, of: process)
+        let reached = CLI.waitForLines(containing: "start inference-north (blue) — ok", in: log, of: process)
         try server.halt(mode: "fast")
         process.waitUntilExit()
         let output = read(log.path) ?? ""

@@ -162,24 +162,22 @@ import MeridianTestHosts
         #expect(try fleet.meridian(["apply", "--auto-approve"]).status == 0)
         // A grace period long enough that the kill lands in it however loaded the machine is.
         try fleet.setPlatform("2.0.0", strategy: "blue-green", gracePeriod: "8s")
+        let log = fleet.directory.appendingPathComponent("grace-apply.log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let output = try FileHandle(forWritingTo: log)
         let process = Process()
         process.executableURL = CLI.executable
         process.arguments = ["apply", "--auto-approve", "--fleet", fleet.path]
         process.environment = ["PATH": "/usr/bin:/bin", "HOME": FileManager.default.temporaryDirectory.path, "NO_COLOR": "1", "MERIDIAN_TEST_API_KEY": "s3cret-value"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        process.standardOutput = output
+        process.standardError = output
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        let store = try await SQLiteStateStore.open(path: fleet.statePath)
-        var switched = false
-        for _ in 0..<2400 {
-            if try await store.latestRollouts(region: "north").contains(where: { $0.phase == "switched" }) { switched = true; break }
-            if !process.isRunning { break }
-            try await Task.sleep(for: .milliseconds(25))
-        }
+        // The transition line is printed once the store records the switch.
+        let switched = CLI.waitForLines(containing: "→ switched", in: log, of: process)
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
-        #expect(switched, "the rollout never reached its grace period")
+        #expect(switched, "the rollout never reached its grace period:\n\((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
         // Killed in the grace period: traffic on green, blue still running for a rollback.
         #expect(alive(host, component, "green") && alive(host, component, "blue"))
         #expect(try slots(host, component).green == 100)

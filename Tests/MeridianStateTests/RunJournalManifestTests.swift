@@ -31,6 +31,21 @@ struct RunJournalManifestTests {
         }
     }
 
+    @Test(arguments: Backend.allCases) func aRunThatPlansAfterItStartedRecordsItsPlanWhileRunningOnly(_ backend: Backend) async throws {
+        let fixture = try StoreFixture(backend)
+        let store = try await fixture.open()
+        let run = try await store.startRun(RunStart(kind: .apply, owner: alice, fleetCommit: nil, planHash: nil, regions: ["eu-west"]))
+        #expect(run.planHash == nil)
+        let planned = try await store.recordPlan(run.id, planHash: "0f1e2d")
+        #expect(planned.planHash == "0f1e2d" && planned.isRunning)
+        #expect(try await store.run(run.id)?.planHash == "0f1e2d")
+        let finished = try await store.finishRun(run.id, outcome: .succeeded, exitCode: 0, summary: "nothing to change")
+        #expect(finished.planHash == "0f1e2d")
+        await #expect(throws: StateStoreError.runAlreadyFinished(finished)) {
+            _ = try await store.recordPlan(run.id, planHash: "other")
+        }
+    }
+
     @Test(arguments: Backend.allCases) func recentRunsComeNewestFirst(_ backend: Backend) async throws {
         let fixture = try StoreFixture(backend)
         let store = try await fixture.open()

@@ -85,7 +85,7 @@ import MeridianBasics
         let desired = Self.desired(new.fleet)
         var observed: [HostID: ObservedHostState] = [:]
         for host in desired { observed[host.id] = Self.observed(oldBundles.first { $0.region == host.region }!.canonicalData, desired: host) }
-        let plan = try #require(ResidencyPlan.compare(fleet: new.fleet, desired: desired, observed: observed))
+        let plan = try #require(ResidencyPlan.compare(desired: desired, observed: observed))
         #expect(plan.entries.map(\.data) == ["EU", "UK", "US"])
         #expect(plan.entries[0].after == nil && plan.entries[0].lost == ["eu-central", "eu-north", "eu-west"])
         #expect(plan.entries[1].lost == ["uk-south"] && plan.entries[1].gained.isEmpty)
@@ -98,7 +98,7 @@ import MeridianBasics
         // Nothing changes where hosts hold the fleet's own bundle, and a host never applied is no baseline.
         var same: [HostID: ObservedHostState] = [:]
         for host in desired { same[host.id] = Self.observed(host.files[0].content.displayBytes, desired: host) }
-        #expect(ResidencyPlan.compare(fleet: new.fleet, desired: desired, observed: same) == nil)
-        #expect(ResidencyPlan.compare(fleet: new.fleet, desired: desired, observed: [:]) == nil)
+        #expect(ResidencyPlan.compare(desired: desired, observed: same) == nil)
+        #expect(ResidencyPlan.compare(desired: desired, observed: [:]) == nil)
     }
 }
