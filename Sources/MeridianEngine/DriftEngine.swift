@@ -53,6 +53,16 @@ public struct DriftEngine: Sendable {
         var applied: HostManifest?
         var source: AppliedManifestSource?
         var health: [ComponentHealth]
+        /// For the residency check: the components that answered on either slot.
+        var servingComponents: Set<String>?
+        /// For a gateway host: what it was applied with and how it answered the probes.
+        var residency: ResidencyLook?
+    }
+
+    struct ResidencyLook: Sendable {
+        var applied: AppliedResidency
+        var probes: [ResidencyProbe]
+        var answers: [ResidencyAnswer]
     }
 
     /// Runs one drift check over `regions` (all when empty) and records it.
@@ -100,6 +110,10 @@ public struct DriftEngine: Sendable {
         let healthTimeout = self.healthTimeout
         let recordedManifests = recorded
         let fleetKey = try await store.fileHashKey()
+        // The residency check (the one `routes verify` makes) runs when the fleet has residency rules and a route to probe.
+        let residencyPath = ResidencyCompiler.compile(fleet).0.entries.isEmpty ? nil : ResidencyVerification.probePath(fleet)
+        let components = fleet.settings.components
+        let placed = Dictionary(targets.map { ($0.endpoint.hostID, ($0.region, $0.host)) }, uniquingKeysWith: { a, _ in a })
 
         let outcomes = await SSHFanOut.run(targets.map(\.endpoint), parallelism: parallelism) { session in
             try Task.checkCancellation()
@@ -133,9 +147,18 @@ public struct DriftEngine: Sendable {
                 }
                 health.append(ComponentHealth(component: name, slot: slot, address: address, port: port, path: path, outcome: outcome))
             }
-            return HostLook(observed: observed, hostNow: hostNow, applied: applied, source: source, health: health)
+            var look = HostLook(observed: observed, hostNow: hostNow, applied: applied, source: source, health: health)
+            if let residencyPath, let (region, host) = placed[key] {
+                look.servingComponents = await ResidencyVerifier.healthyComponents(of: host, components: components, on: session, timeout: healthTimeout)
+                if host.roles.contains(.gateway), let applied {
+                    try Task.checkCancellation()
+                    look.residency = try await Self.probeResidency(host, of: region, root: root, applied: applied, path: residencyPath, on: session, timeout: healthTimeout)
+                }
+            }
+            return look
         }
         try Task.checkCancellation()
+        let healthyRegions = residencyPath == nil ? [] : try await residencyHealth(targets: targets, outcomes: outcomes.map(\.result))
 
         var regionsOut: [String: (hosts: [HostExamination], findings: [DriftFinding], pending: [PendingChange])] = [:]
         for name in regionNames { regionsOut[name] = ([], [], []) }
@@ -150,7 +173,12 @@ public struct DriftEngine: Sendable {
                 let evidence = HostDriftEvidence(region: region, host: host, applied: look.applied, appliedSource: look.source, observed: look.observed,
                                                  hostNow: look.hostNow, regionLeaseHeld: leasedRegions.contains(region), health: look.health)
                 evidenceByHost[key] = evidence
-                let findings = DriftClassifier.classify(evidence)
+                var findings = DriftClassifier.classify(evidence)
+                if let residency = look.residency {
+                    let checks = ResidencyVerification.checks(residency.applied.table, region: region, host: host, probes: residency.probes,
+                                                              answers: residency.answers, healthy: healthyRegions)
+                    findings += ResidencyVerification.driftFindings(checks, table: residency.applied.table, healthy: healthyRegions)
+                }
                 regionsOut[region]?.hosts.append(HostExamination(region: region, host: host, address: target.endpoint.address, examined: true))
                 regionsOut[region]?.findings.append(contentsOf: findings)
                 if let hostDesired = desired[key] {
@@ -190,6 +218,48 @@ public struct DriftEngine: Sendable {
         _ = try await store.finishRun(run, outcome: .succeeded, exitCode: report.exitCode, summary: summary)
         return DriftRunResult(report: report, run: run, appeared: delta.appeared.compactMap(Self.finding), cleared: delta.cleared.compactMap(Self.finding),
                               evidence: evidenceByHost, desired: desired)
+    }
+
+    /// Sends the residency probes through the gateway of `host`, judged later
+    /// by the routing table of the bundle the host was applied with. Nil when
+    /// there is nothing to judge by: the host's bundle is not the applied one
+    /// (`bundle-mismatch` or `file-missing` says so) or carries no routes.
+    static func probeResidency(_ host: FleetHost, of region: Region, root: String, applied: HostManifest, path: String,
+                               on session: SSHSession, timeout: Duration) async throws -> ResidencyLook? {
+        let bundlePath = DesiredHostState.governanceBundlePath
+        guard let recorded = applied.files[bundlePath]?.sha256 else { return nil }
+        let read = try await session.exec(RemoteCommand(["cat", "--", root + "/" + bundlePath]))
+        guard read.succeeded, SHA256.hex(read.stdout) == recorded, let residency = try? AppliedResidency.read(bundle: read.stdout),
+              !residency.table.entries.isEmpty else { return nil }
+        let probes = ResidencyVerification.probes(residency.table)
+        let answers = await ResidencyVerifier.probe(host, of: region, probes: probes, path: path, header: residency.header,
+                                                    refuseStatus: residency.refuseStatus, on: session, timeout: timeout)
+        return ResidencyLook(applied: residency, probes: probes, answers: answers)
+    }
+
+    /// The regions whose gateways can serve, for the residency check: from
+    /// the hosts this run examined and, when it covers only some regions,
+    /// one health look at every other host of the fleet (its gateway may be
+    /// where a request is forwarded to).
+    func residencyHealth(targets: [(region: Region, host: FleetHost, endpoint: SSHEndpoint)], outcomes: [Result<HostLook, any Error>]) async throws -> Set<String> {
+        var serving: [HostID: Set<String>] = [:]
+        for (target, outcome) in zip(targets, outcomes) {
+            if case .success(let look) = outcome, let components = look.servingComponents { serving[target.endpoint.hostID] = components }
+        }
+        guard outcomes.contains(where: { if case .success(let look) = $0 { return look.residency != nil } else { return false } }) else { return [] }
+        let examined = Set(targets.map(\.endpoint.hostID))
+        let others = endpoints.endpoints().filter { !examined.contains($0.endpoint.hostID) }
+        let components = fleet.settings.components
+        let timeout = healthTimeout
+        let looks = await SSHFanOut.run(others.map(\.endpoint), parallelism: parallelism) { session in
+            await ResidencyVerifier.healthyComponents(of: others.first { $0.endpoint.hostID == session.endpoint.hostID }!.host,
+                                                      components: components, on: session, timeout: timeout)
+        }
+        try Task.checkCancellation()
+        for (other, look) in zip(others, looks) {
+            if case .success(let components) = look.result { serving[other.endpoint.hostID] = components }
+        }
+        return ResidencyVerification.healthyRegions(fleet, components: serving)
     }
 
     /// Runs the observe script after one `date +%s`, in the same round trip,

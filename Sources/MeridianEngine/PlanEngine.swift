@@ -167,7 +167,8 @@ public struct PlanEngine: Sendable {
                 rewrites[host.id] = secrets.rewrites(host, observed: observed[host.id])
             }
         }
-        let plan = Planner.plan(desired: planned, observed: observed, basis: fleet.basis, keyedRewrites: rewrites)
+        var plan = Planner.plan(desired: planned, observed: observed, basis: fleet.basis, keyedRewrites: rewrites)
+        plan.residency = ResidencyPlan.compare(desired: planned, observed: observed)
         return PlanningResult(plan: plan, fleet: fleet, failures: failures)
     }
 

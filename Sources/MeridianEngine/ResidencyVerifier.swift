@@ -8,7 +8,8 @@ import MeridianSSH
 /// host it checks the health of the components the host runs, and through
 /// every gateway host of the selected regions it sends the probes to the
 /// gateway (a direct-tcpip channel, so no gateway has to be public). The
-/// expected answers come from the routing table and the health seen.
+/// expected answers come from the routing table and the health seen. The
+/// drift job runs the same two looks on its own connections (`DriftEngine`).
 public struct ResidencyVerifier: Sendable {
     public let fleet: Fleet
     public let table: RoutingTable
@@ -24,8 +25,8 @@ public struct ResidencyVerifier: Sendable {
         self.timeout = timeout
     }
 
-    /// What one host showed: whether it was reached, its components' health,
-    /// and the answers of its gateway (when it is one of a selected region).
+    /// What one host showed: its components' health, and the answers of its
+    /// gateway (when it is one of a selected region).
     struct HostLook: Sendable {
         var healthyComponents: Set<String>
         var answers: [ResidencyAnswer]
@@ -44,38 +45,20 @@ public struct ResidencyVerifier: Sendable {
     /// health check (2xx) on some host of the region, on either slot, and
     /// every gateway host of it was reached — what its gateway needs to serve.
     public func verify(regions selected: [String]) async throws -> Result {
-        guard let path = ResidencyVerification.probePath(fleet) else {
-            throw VerifyError("no component has a route, so no request can pass a gateway's residency section; give a component `route:` in meridian.yaml")
-        }
+        guard let path = ResidencyVerification.probePath(fleet) else { throw VerifyError(Self.noRoute) }
         let probes = ResidencyVerification.probes(table)
         let header = fleet.settings.residency.header
         let refuseStatus = fleet.settings.residency.refuseStatus
         let selectedSet = Set(selected.isEmpty ? fleet.regions.map(\.name) : selected)
         let components = fleet.settings.components
         let targets = endpoints.endpoints()
-        let regionsByName = Dictionary(fleet.regions.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let timeout = self.timeout
         let outcomes = await SSHFanOut.run(targets.map(\.endpoint), parallelism: parallelism) { session in
-            let region = regionsByName[session.endpoint.region]!
-            let host = region.hosts.first { $0.name == session.endpoint.hostName }!
-            var healthy: Set<String> = []
-            for component in components where host.roles.contains(.component(component.name)) {
-                for slot in Slot.allCases {
-                    let response = try? await session.httpRequest(address: host.serviceAddress, port: component.ports[slot], path: component.health, timeout: timeout)
-                    if let response, (200..<300).contains(response.status) { healthy.insert(component.name); break }
-                }
-            }
+            let target = targets.first { $0.endpoint.hostID == session.endpoint.hostID }!
+            let healthy = await Self.healthyComponents(of: target.host, components: components, on: session, timeout: timeout)
             var answers: [ResidencyAnswer] = []
-            if host.roles.contains(.gateway), selectedSet.contains(region.name) {
-                for probe in probes {
-                    let headers = probe.header.map { [HTTPHeader(name: header, value: $0)] } ?? []
-                    do {
-                        let response = try await session.httpRequest(address: host.serviceAddress, port: region.gatewayPort, path: path, headers: headers, timeout: timeout)
-                        answers.append(ResidencyVerification.answer(status: response.status, header: { response.header($0) }, refuseStatus: refuseStatus))
-                    } catch {
-                        answers.append(.failed("\(error)"))
-                    }
-                }
+            if target.host.roles.contains(.gateway), selectedSet.contains(target.region.name) {
+                answers = await Self.probe(target.host, of: target.region, probes: probes, path: path, header: header, refuseStatus: refuseStatus, on: session, timeout: timeout)
             }
             return HostLook(healthyComponents: healthy, answers: answers)
         }
@@ -87,25 +70,46 @@ public struct ResidencyVerifier: Sendable {
             case .failure(let error): unreachable.append("\(target.endpoint.place): \(error)")
             }
         }
-        var healthy: Set<String> = []
-        for region in fleet.regions {
-            let looks = region.hosts.map { reached[HostID(region: region.name, host: $0.name)] }
-            let gatewaysReached = region.gateways.allSatisfy { reached[HostID(region: region.name, host: $0.name)] != nil }
-            let routed = components.filter { $0.route != nil && !region.hosts(running: $0.name).isEmpty }
-            let serving = routed.allSatisfy { component in looks.contains { $0?.healthyComponents.contains(component.name) == true } }
-            if gatewaysReached, serving, !region.gateways.isEmpty { healthy.insert(region.name) }
-        }
+        let healthy = ResidencyVerification.healthyRegions(fleet, components: reached.mapValues(\.healthyComponents))
         var checks: [ResidencyCheck] = []
         for region in fleet.regions where selectedSet.contains(region.name) {
             for gateway in region.gateways {
                 guard let look = reached[HostID(region: region.name, host: gateway.name)] else { continue }
-                for (probe, observed) in zip(probes, look.answers) {
-                    let expected = ResidencyVerification.expected(table, probe: probe, at: region.name, healthy: healthy)
-                    checks.append(ResidencyCheck(region: region.name, host: gateway.name, probe: probe, expected: expected, observed: observed))
-                }
+                checks += ResidencyVerification.checks(table, region: region.name, host: gateway.name, probes: probes, answers: look.answers, healthy: healthy)
             }
         }
         return Result(checks: checks, healthy: healthy, unreachable: unreachable)
+    }
+
+    static let noRoute = "no component has a route, so no request can pass a gateway's residency section; give a component `route:` in meridian.yaml"
+
+    /// The components of `host` that answer their health path (2xx) on either slot.
+    static func healthyComponents(of host: FleetHost, components: [Component], on session: SSHSession, timeout: Duration) async -> Set<String> {
+        var healthy: Set<String> = []
+        for component in components where host.roles.contains(.component(component.name)) {
+            for slot in Slot.allCases {
+                let response = try? await session.httpRequest(address: host.serviceAddress, port: component.ports[slot], path: component.health, timeout: timeout)
+                if let response, (200..<300).contains(response.status) { healthy.insert(component.name); break }
+            }
+        }
+        return healthy
+    }
+
+    /// Sends each probe to the gateway of `host` (its service address and the
+    /// region's gateway port) and reads each answer.
+    static func probe(_ host: FleetHost, of region: Region, probes: [ResidencyProbe], path: String, header: String, refuseStatus: Int,
+                      on session: SSHSession, timeout: Duration) async -> [ResidencyAnswer] {
+        var answers: [ResidencyAnswer] = []
+        for probe in probes {
+            let headers = probe.header.map { [HTTPHeader(name: header, value: $0)] } ?? []
+            do {
+                let response = try await session.httpRequest(address: host.serviceAddress, port: region.gatewayPort, path: path, headers: headers, timeout: timeout)
+                answers.append(ResidencyVerification.answer(status: response.status, header: { response.header($0) }, refuseStatus: refuseStatus))
+            } catch {
+                answers.append(.failed("\(error)"))
+            }
+        }
+        return answers
     }
 
     public struct VerifyError: Error, CustomStringConvertible {

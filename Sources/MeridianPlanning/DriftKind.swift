@@ -28,6 +28,10 @@ public enum DriftKind: String, Sendable, Codable, CaseIterable, Hashable, Compar
     case manifestMismatch = "manifest-mismatch"
     /// A run lock is still on the host after its run ended or expired.
     case lockLeftBehind = "lock-left"
+    /// A gateway answered a residency probe otherwise than the routing table
+    /// it was applied with says (given the regions' health seen in the run):
+    /// served data elsewhere, or refused what it should have served.
+    case residencyViolation = "residency-violation"
     /// The host presented a different key than the one pinned or known.
     case hostKeyChanged = "host-key-changed"
     /// The host could not be reached, so it could not be examined.
@@ -58,6 +62,8 @@ public enum DriftKind: String, Sendable, Codable, CaseIterable, Hashable, Compar
             return "find out who applied from elsewhere (`meridian audit`); `meridian apply` rewrites the manifest"
         case .lockLeftBehind:
             return "if no run is active, clear it with `meridian drift --remediate \(rawValue)` or `meridian unlock REGION`"
+        case .residencyViolation:
+            return "if this host also shows gateway-config-modified, `meridian drift --remediate gateway-config-modified` puts the applied routing back; otherwise run `meridian routes verify` to see whether a region's health flapped, and check the gateways the request passed"
         case .hostKeyChanged:
             return "find out why the key changed; if the host was rebuilt, trust the new key with `meridian trust HOST`"
         case .hostUnreachable:
@@ -71,7 +77,7 @@ public enum DriftKind: String, Sendable, Codable, CaseIterable, Hashable, Compar
         case .managedFileModified, .managedFileMissing, .releaseMismatch, .slotMismatch, .bundleMismatch, .gatewayConfigModified,
              .componentNotRunning, .componentUnhealthy, .lockLeftBehind:
             return true
-        case .unmanagedFile, .manifestMismatch, .hostKeyChanged, .hostUnreachable:
+        case .unmanagedFile, .manifestMismatch, .residencyViolation, .hostKeyChanged, .hostUnreachable:
             return false
         }
     }

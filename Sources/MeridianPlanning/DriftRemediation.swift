@@ -51,7 +51,7 @@ public enum DriftRemediationPlanner {
                 remedies.append(.removeStaleLock(finding: finding, root: root, runID: lock.runID, leaseFree: !(evidence[key]?.regionLeaseHeld ?? true)))
             case .managedFileModified, .managedFileMissing, .bundleMismatch, .gatewayConfigModified, .releaseMismatch, .slotMismatch, .componentNotRunning, .componentUnhealthy:
                 remedies.append(.throughApply(finding: finding, actions: []))
-            case .unmanagedFile, .manifestMismatch, .hostKeyChanged, .hostUnreachable:
+            case .unmanagedFile, .manifestMismatch, .residencyViolation, .hostKeyChanged, .hostUnreachable:
                 remedies.append(.notRemediated(finding: finding, reason: "this kind is never fixed automatically: \(finding.kind.fix)"))
             }
         }
@@ -143,7 +143,7 @@ public enum DriftApplyFilter {
                 component: name, fromVersion: version, toVersion: version, slot: slot, port: layout.port(slot),
                 reasons: ["unhealthy: \(finding.detail)"]
             ))
-        case .lockLeftBehind, .unmanagedFile, .manifestMismatch, .hostKeyChanged, .hostUnreachable:
+        case .lockLeftBehind, .unmanagedFile, .manifestMismatch, .residencyViolation, .hostKeyChanged, .hostUnreachable:
             return .failure(Refusal(reason: "not fixed through apply"))
         }
     }

@@ -205,15 +205,19 @@ public struct Plan: Codable, Sendable, Equatable {
     public var formatVersion: Int
     public var basis: PlanBasis
     public var regions: [RegionPlan]
+    /// Where data may go changes, against the routing table the hosts were
+    /// applied with; nil when it does not change (or nothing was applied yet).
+    public var residency: ResidencyPlan?
 
-    public init(formatVersion: Int = Plan.currentFormatVersion, basis: PlanBasis, regions: [RegionPlan]) {
+    public init(formatVersion: Int = Plan.currentFormatVersion, basis: PlanBasis, regions: [RegionPlan], residency: ResidencyPlan? = nil) {
         self.formatVersion = formatVersion
         self.basis = basis
         self.regions = regions
+        self.residency = residency
     }
 
     enum CodingKeys: String, CodingKey {
-        case basis, regions
+        case basis, regions, residency
         case formatVersion = "format_version"
     }
 

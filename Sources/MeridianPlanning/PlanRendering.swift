@@ -70,6 +70,7 @@ extension Plan {
             }
             out += "\n"
         }
+        if let residency { out += residency.renderText() + "\n" }
         for region in leftOut {
             out += paint.bold("Region \(region.name)") + ": " + paint.wrap("left out, not compared", "33") + "\n"
             for reason in region.reasons { out += "  ! \(reason)\n" }
@@ -126,7 +127,7 @@ extension Plan {
             var planHash: String
             var summary: PlanSummary
             enum CodingKeys: String, CodingKey {
-                case formatVersion = "format_version", planHash = "plan_hash", summary, basis, regions
+                case formatVersion = "format_version", planHash = "plan_hash", summary, basis, regions, residency
             }
             func encode(to encoder: Encoder) throws {
                 var container = encoder.container(keyedBy: CodingKeys.self)
@@ -135,6 +136,7 @@ extension Plan {
                 try container.encode(summary, forKey: .summary)
                 try container.encode(plan.basis, forKey: .basis)
                 try container.encode(plan.regions, forKey: .regions)
+                try container.encodeIfPresent(plan.residency, forKey: .residency)
             }
         }
         let encoder = JSONEncoder()

@@ -86,6 +86,53 @@ public enum ResidencyVerification {
         }
     }
 
+    /// The checks of one gateway host: each probe's answer against what the table expects there.
+    public static func checks(_ table: RoutingTable, region: String, host: String, probes: [ResidencyProbe], answers: [ResidencyAnswer], healthy: Set<String>) -> [ResidencyCheck] {
+        zip(probes, answers).map { probe, observed in
+            ResidencyCheck(region: region, host: host, probe: probe, expected: expected(table, probe: probe, at: region, healthy: healthy), observed: observed)
+        }
+    }
+
+    /// The regions whose gateway can serve: every gateway host was reached
+    /// (it has an entry in `components`), and every component with a route
+    /// answered its health check on some host of the region. `components`
+    /// holds, per reached host, the components that answered.
+    public static func healthyRegions(_ fleet: Fleet, components: [HostID: Set<String>]) -> Set<String> {
+        var healthy: Set<String> = []
+        for region in fleet.regions where !region.gateways.isEmpty {
+            let gatewaysReached = region.gateways.allSatisfy { components[HostID(region: region.name, host: $0.name)] != nil }
+            let routed = fleet.settings.components.filter { $0.route != nil && !region.hosts(running: $0.name).isEmpty }
+            let serving = routed.allSatisfy { component in
+                region.hosts.contains { components[HostID(region: region.name, host: $0.name)]?.contains(component.name) == true }
+            }
+            if gatewaysReached, serving { healthy.insert(region.name) }
+        }
+        return healthy
+    }
+
+    /// The drift findings of failed checks (`residency-violation`), one per
+    /// gateway host and probe: the subject names the jurisdiction probed.
+    public static func driftFindings(_ checks: [ResidencyCheck], table: RoutingTable, healthy: Set<String>) -> [DriftFinding] {
+        checks.filter { !$0.ok }.map { check in
+            var detail = "\(check.probe.header.map { "\($0) data" } ?? "a request without the residency header")"
+            detail += " was \(observedText(check.observed)); the routing table says \(observedText(check.expected))"
+            if case .served(let region) = check.observed, let code = check.probe.header, let data = Jurisdiction(code),
+               let entry = table.entry(for: data), !entry.admits(region: region) {
+                detail += " — \(region) is outside the regions allowed for \(code) data (\(entry.regions.map(\.name).joined(separator: ", ")))"
+            }
+            detail += " (healthy: \(healthy.sorted().joined(separator: ", ").nonEmpty ?? "none"))"
+            return DriftFinding(region: check.region, host: check.host, kind: .residencyViolation, subject: "residency \(check.probe.label)", detail: detail)
+        }
+    }
+
+    static func observedText(_ answer: ResidencyAnswer) -> String {
+        switch answer {
+        case .served(let region): return "served by \(region)"
+        case .refused(let token): return "refused (\(token))"
+        case .failed(let reason): return "not answered (\(reason))"
+        }
+    }
+
     /// The matrix for people: one row per gateway host, one column per probe,
     /// each cell `✓ region` or `✗ observed (expected …)`; then a summary line.
     public static func matrixText(_ checks: [ResidencyCheck], healthy: Set<String>, regions: [String]) -> String {
@@ -145,4 +192,40 @@ public enum ResidencyVerification {
 
 extension String {
     fileprivate var nonEmpty: String? { isEmpty ? nil : self }
+}
+
+/// The residency settings and routing table a governance bundle carries:
+/// what a gateway was applied with, so drift and plan judge it by the table
+/// in force on the host rather than by a fleet repository not applied yet.
+public struct AppliedResidency: Sendable, Equatable {
+    public var header: String
+    public var refuseStatus: Int
+    public var table: RoutingTable
+
+    public init(header: String, refuseStatus: Int, table: RoutingTable) {
+        self.header = header
+        self.refuseStatus = refuseStatus
+        self.table = table
+    }
+
+    public struct Unreadable: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Reads the `residency` member of a bundle (`GovernanceBundle`'s layout).
+    public static func read(bundle: Data) throws -> AppliedResidency {
+        guard let document = try? JSONSerialization.jsonObject(with: bundle) as? [String: Any],
+              let residency = document["residency"] as? [String: Any],
+              let header = residency["header"] as? String,
+              let refuseStatus = residency["refuse_status"] as? Int,
+              let missing = residency["missing"], let routes = residency["routes"] else {
+            throw Unreadable(description: "\(DesiredHostState.governanceBundlePath) has no readable residency section (header, refuse_status, missing, routes)")
+        }
+        let tableData = try JSONSerialization.data(withJSONObject: ["format_version": RoutingTable.formatVersion, "missing": missing, "routes": routes])
+        do {
+            return AppliedResidency(header: header, refuseStatus: refuseStatus, table: try JSONDecoder().decode(RoutingTable.self, from: tableData))
+        } catch {
+            throw Unreadable(description: "\(DesiredHostState.governanceBundlePath): its residency routes do not read as a routing table: \(error)")
+        }
+    }
 }

@@ -37,6 +37,23 @@ enum CLI {
         return repositoryRoot.appendingPathComponent(".build/debug/meridian")
     }()
 
+    /// Starts meridian with `arguments` without waiting for it, with a clean
+    /// environment, its standard output and error going to `output`.
+    static func start(_ arguments: [String], environment: [String: String] = [:], output: URL) throws -> Process {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.environment = ["PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "HOME": FileManager.default.temporaryDirectory.path, "NO_COLOR": "1"]
+            .merging(environment) { $1 }
+        FileManager.default.createFile(atPath: output.path, contents: nil)
+        let log = try FileHandle(forWritingTo: output)
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
     /// Runs meridian with `arguments` from the repository root, with a clean environment.
     static func run(_ arguments: [String], environment: [String: String] = [:], currentDirectory: URL? = nil) throws -> CLIRun {
         let process = Process()
@@ -91,5 +108,27 @@ extension CLI {
             let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
             return output.components(separatedBy: "\n").filter { $0.contains(text) }.count >= count
         } && process.isRunning
+    }
+}
+
+/// A fleet folder on test hosts that a test drives with the built binary.
+protocol LiveTestFleet {
+    var path: String { get }
+    var cluster: TestHostCluster { get }
+}
+
+extension LiveTestFleet {
+    func meridian(_ arguments: [String]) throws -> CLIRun {
+        try CLI.run(arguments + ["--fleet", path])
+    }
+
+    /// Starts meridian without waiting for it, its output going to `output`.
+    func start(_ arguments: [String], output: URL) throws -> Process {
+        try CLI.start(arguments + ["--fleet", path], output: output)
+    }
+
+    func tearDown() {
+        cluster.stopAll()
+        cluster.stopSlotProcesses()
     }
 }

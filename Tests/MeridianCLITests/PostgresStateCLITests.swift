@@ -13,18 +13,7 @@ import Testing
     }
 
     func start(_ fleet: ApplyTestFleet, _ arguments: [String], state: String, output: URL) throws -> Process {
-        let process = Process()
-        process.executableURL = CLI.executable
-        process.arguments = arguments + ["--fleet", fleet.path]
-        process.environment = ["PATH": "/usr/bin:/bin", "HOME": FileManager.default.temporaryDirectory.path, "NO_COLOR": "1",
-                               "MERIDIAN_TEST_API_KEY": "s3cret-value", "MERIDIAN_STATE": state]
-        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: output)
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        return process
+        try CLI.start(arguments + ["--fleet", fleet.path], environment: ["MERIDIAN_TEST_API_KEY": "s3cret-value", "MERIDIAN_STATE": state], output: output)
     }
 
     @Test func eightControllersRacingForOneRegionLetExactlyOneApply() async throws {

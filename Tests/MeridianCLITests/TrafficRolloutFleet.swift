@@ -5,7 +5,7 @@ import MeridianTestHosts
 /// traffic: host 0 is the gateway, host 1 runs the example stack's inference
 /// service (stack/), routed at /v1/. Releases are made by the test from the
 /// stack, each with its own release.json (so a test picks a version's faults).
-struct TrafficRolloutFleet {
+struct TrafficRolloutFleet: LiveTestFleet {
     let directory: URL
     let cluster: TestHostCluster
     let slotPort: Int
@@ -41,15 +41,21 @@ struct TrafficRolloutFleet {
     /// A release of the example inference service: the stack's code and a
     /// release.json with these faults.
     func addRelease(_ version: String, errorRate: Double = 0, addedLatency: String? = nil) throws {
+        var faults: [String] = []
+        if errorRate > 0 { faults.append("\"error_rate\": \(errorRate)") }
+        if let addedLatency { faults.append("\"added_latency\": \"\(addedLatency)\"") }
+        try Self.writeRelease(version, faults: faults, in: directory)
+    }
+
+    /// Writes `artifacts/inference/<version>` under `fleet`: the stack's code
+    /// and a release.json with these faults (JSON members).
+    static func writeRelease(_ version: String, faults: [String], in fleet: URL) throws {
         let files = FileManager.default
-        let folder = directory.appendingPathComponent("artifacts/inference/\(version)")
+        let folder = fleet.appendingPathComponent("artifacts/inference/\(version)")
         try files.createDirectory(at: folder, withIntermediateDirectories: true)
         for part in ["bin", "lib"] {
             try files.copyItem(at: CLI.repositoryRoot.appendingPathComponent("stack/\(part)"), to: folder.appendingPathComponent(part))
         }
-        var faults: [String] = []
-        if errorRate > 0 { faults.append("\"error_rate\": \(errorRate)") }
-        if let addedLatency { faults.append("\"added_latency\": \"\(addedLatency)\"") }
         try "{\"component\": \"inference\", \"version\": \"\(version)\", \"faults\": {\(faults.joined(separator: ", "))}}\n"
             .write(to: folder.appendingPathComponent("release.json"), atomically: true, encoding: .utf8)
     }
@@ -87,30 +93,6 @@ struct TrafficRolloutFleet {
           inference: \(version)
 
         """.write(to: directory.appendingPathComponent("meridian.yaml"), atomically: true, encoding: .utf8)
-    }
-
-    func meridian(_ arguments: [String]) throws -> CLIRun {
-        try CLI.run(arguments + ["--fleet", path])
-    }
-
-    /// Starts meridian without waiting for it, its output going to `output`.
-    func start(_ arguments: [String], output: URL) throws -> Process {
-        let process = Process()
-        process.executableURL = CLI.executable
-        process.arguments = arguments + ["--fleet", path]
-        process.environment = ["PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "HOME": FileManager.default.temporaryDirectory.path, "NO_COLOR": "1"]
-        FileManager.default.createFile(atPath: output.path, contents: nil)
-        let log = try FileHandle(forWritingTo: output)
-        process.standardOutput = log
-        process.standardError = log
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        return process
-    }
-
-    func tearDown() {
-        cluster.stopAll()
-        cluster.stopSlotProcesses()
     }
 }
 

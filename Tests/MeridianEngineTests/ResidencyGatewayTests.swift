@@ -7,7 +7,8 @@ import MeridianModel
 import MeridianSSH
 import MeridianTestHosts
 
-// Address ranges of the residency gateway tests: 127.0.200.0 – 127.0.209.255,
+// Address ranges of the residency gateway tests: 127.0.200.0 – 127.0.206.255
+// (ResidencyCLITests uses 127.0.207–209),
 // one third octet per test; ports 18480 (gateways) and 18401/18402 (slots).
 
 /// What one request through a gateway came back as.
