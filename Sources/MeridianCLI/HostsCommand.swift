@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import MeridianBasics
 import MeridianEngine
 import MeridianModel
+import MeridianPlanning
 import MeridianSSH
 
 /// `meridian hosts check`: can meridian reach and use every host?
@@ -33,9 +35,12 @@ struct HostsCheck: AsyncParsableCommand {
         let reports = await HostCheck.runAll(targets.map(\.endpoint), parallelism: parallelism ?? fleet.settings.defaults.parallelism)
         var rows = [["REGION", "HOST", "ADDRESS", "REACHABLE", "HOST KEY", "AUTH", "RTT", "NEEDS", "RESULT"]]
         var failures: [String] = []
+        var failed = 0
+        // A gateway loads nginx's JavaScript module only for a residency section, which every region has once the fleet has a rule.
+        let residency = !ResidencyCompiler.compile(fleet).0.entries.isEmpty
         for (target, report) in zip(targets, reports) {
             let gateway = target.host.roles.contains(.gateway)
-            let missing = report.capabilities.map { HostsCheck.missingPrograms($0, gateway: gateway) } ?? []
+            let missing = report.capabilities.map { HostsCheck.missingPrograms($0, gateway: gateway, residency: residency) } ?? []
             let ok = report.failure == nil && missing.isEmpty
             rows.append([
                 target.region.name, target.host.name, "\(target.endpoint.address):\(target.endpoint.port)",
@@ -46,22 +51,32 @@ struct HostsCheck: AsyncParsableCommand {
                 report.capabilities == nil ? "-" : (missing.isEmpty ? "ok" : "missing " + missing.joined(separator: ",")),
                 ok ? "ok" : "FAIL",
             ])
+            if !ok { failed += 1 }
             if let failure = report.failure { failures.append(failure.description) }
-            else if !missing.isEmpty { failures.append("\(target.endpoint.place): \(missing.joined(separator: ", ")) not found on the host: install \(missing.contains("nginx") ? "them (nginx only on gateway hosts)" : "them")") }
+            else if !missing.isEmpty {
+                let programs = missing.filter { $0 != HostsCheck.moduleColumn }
+                if !programs.isEmpty {
+                    failures.append("\(target.endpoint.place): \(programs.joined(separator: ", ")) not found on the host: install \(programs.contains("nginx") ? "them (nginx only on gateway hosts)" : "them")")
+                }
+                if missing.contains(HostsCheck.moduleColumn) { failures.append(NginxJavaScriptModule.missing(on: "\(target.endpoint.place)")) }
+            }
         }
         Output.text(Table.render(rows))
         for failure in failures { Output.error(failure) }
-        let failed = failures.count
         Output.line("\(targets.count - failed) of \(targets.count) hosts ok.")
         if failed > 0 { throw ExitCode(ExitStatus.failure) }
     }
 
-    static func missingPrograms(_ capabilities: HostCapabilities, gateway: Bool) -> [String] {
+    /// How the NEEDS column names nginx's JavaScript module.
+    static let moduleColumn = "nginx-js"
+
+    static func missingPrograms(_ capabilities: HostCapabilities, gateway: Bool, residency: Bool) -> [String] {
         var missing: [String] = []
         if !capabilities.sh { missing.append("sh") }
         if !capabilities.tar { missing.append("tar") }
         if !capabilities.sha256sum { missing.append("sha256sum") }
         if gateway && !capabilities.nginx { missing.append("nginx") }
+        if gateway && residency && !capabilities.nginxJavaScript { missing.append(moduleColumn) }
         return missing
     }
 

@@ -57,6 +57,7 @@ struct HostApplier: Sendable {
     var afterLastStep: RemoteCommand? = nil
 
     func apply() async throws {
+        try await refuseGatewayWithoutModule()
         for (index, step) in steps.enumerated() {
             let summary = step.summary
             let entry = try await store.beginStep(StepStart(run: run, region: desired.region, host: desired.host, step: summary, detail: JSONDetail(["root": desired.root])))
@@ -71,6 +72,18 @@ struct HostApplier: Sendable {
             }
             _ = try await store.finishStep(entry, outcome: .ok, detail: .empty)
             events(.stepFinished(region: desired.region, host: desired.host, step: summary, error: nil))
+        }
+    }
+
+    /// A gateway step whose configuration loads nginx's JavaScript module
+    /// would fail its `nginx -t` on a host without it, after this host's files
+    /// and components changed: refuse before the first step instead, naming
+    /// the package to install.
+    func refuseGatewayWithoutModule() async throws {
+        guard steps.contains(.activateGateway), desired.gateway?.residencyScript != nil else { return }
+        let probe = try await session.run(RemoteCommand(fixedScript: "if \(NginxJavaScriptModule.probe); then echo module yes; else echo module no; fi"))
+        guard probe.stdoutText.contains("module yes") else {
+            throw HostStepError(step: "check the gateway host", reason: NginxJavaScriptModule.missing(on: "host \(desired.id)"))
         }
     }
 

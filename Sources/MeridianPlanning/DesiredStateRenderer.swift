@@ -113,6 +113,9 @@ public struct DesiredStateRenderer: Sendable {
         if host.roles.contains(.gateway) {
             let config = GatewayConfig.forGateway(host, in: region, fleet: fleet, splits: splits(in: region))
             files.append(ManagedFile(path: GatewayConfig.path, content: .bytes(Data(config.text.utf8)), mode: 0o644, source: "gateway of \(region.name)"))
+            if let script = config.residencyScript {
+                files.append(ManagedFile(path: script.path, content: .bytes(Data(script.text.utf8)), mode: 0o644, source: "gateway of \(region.name)"))
+            }
             gateway = config
         }
         return DesiredHostState(region: region.name, host: host.name, address: host.address, root: root,

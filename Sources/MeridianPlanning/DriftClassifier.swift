@@ -108,7 +108,7 @@ public enum DriftClassifier {
         for (path, entry) in applied.files.sorted(by: { $0.key < $1.key }) {
             // The bundle and the gateway configuration have kinds of their own.
             let own: DriftKind? = path == DesiredHostState.governanceBundlePath ? .bundleMismatch
-                : path == GatewayConfig.path ? .gatewayConfigModified : nil
+                : HostStep.isGatewayFile(path) ? .gatewayConfigModified : nil
             switch observed.files[path] ?? .missing {
             case .missing:
                 add(own ?? .managedFileMissing, path, "missing; applied with sha256 \(short(entry.sha256 ?? entry.maskedSHA256))")

@@ -162,6 +162,10 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
                              residency: GatewayResidency.forRegion(region, fleet: fleet, table: ResidencyCompiler.compile(fleet).0))
     }
 
+    /// The script the residency section imports, written beside the
+    /// configuration (`GatewayResidencyScript.path`); nil without a residency section.
+    public var residencyScript: GatewayResidencyScript? { residency?.script }
+
     /// The configuration's identity: the SHA-256 of its text with the
     /// identity left out. The identity location answers with it, so meridian
     /// can tell which configuration a running nginx serves.
@@ -189,6 +193,10 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
         add(0, "# nginx configuration of the gateway of region \(region) on host \(host).")
         add(0, "# Written by meridian: an edit by hand is reported by `meridian drift` (gateway-config-modified)")
         add(0, "# and undone by the next apply. Paths are relative to the prefix <root>/router/ (nginx -p).")
+        if residency != nil {
+            // A path of Debian 12's package (docs/gateway.md): `hosts check` and apply name what to install when it is missing.
+            add(0, "load_module \(NginxJavaScriptModule.path);")
+        }
         add(0, "worker_processes \(Self.workerProcesses);")
         add(0, "pid run/nginx.pid;")
         add(0, "error_log logs/error.log notice;")

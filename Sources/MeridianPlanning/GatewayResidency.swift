@@ -71,6 +71,8 @@ public struct GatewayResidency: Codable, Sendable, Equatable {
         case notAllowedHere = "not-allowed-here"
         /// A forwarded (marked) request reached an allowed region whose stack failed.
         case notServedHere = "not-served-here"
+        /// Two residency header lines whose values differ after trimming.
+        case conflictingJurisdictions = "conflicting-jurisdictions"
 
         var location: String { "@meridian_refuse_" + rawValue.replacingOccurrences(of: "-", with: "_") }
     }
@@ -117,6 +119,9 @@ public struct GatewayResidency: Codable, Sendable, Equatable {
                                 assumeWhenMissing: table.assumeWhenMissing, routes: routes, peers: peers)
     }
 
+    /// The script that reads every residency header line of a request.
+    public var script: GatewayResidencyScript { GatewayResidencyScript(header: header) }
+
     /// The nginx variable of a request header (`X-Data-Residency` → `$http_x_data_residency`).
     static func variable(ofHeader name: String) -> String {
         "$http_" + name.lowercased().replacingOccurrences(of: "-", with: "_")
@@ -153,13 +158,18 @@ public struct GatewayResidency: Codable, Sendable, Equatable {
     func httpLines() -> [String] {
         var out = NginxLines(indent: 1)
         out.add("")
-        out.add("# Data residency (docs/residency.md). The data's jurisdiction: the header's value without the spaces and")
-        out.add("# tabs around it, matched exactly (case-sensitive regexes; a map's plain strings would ignore case).")
-        out.add("map \(Self.variable(ofHeader: header)) $meridian_data {")
+        out.add("# Data residency (docs/residency.md). Every \(header) line of the request, each without the spaces and tabs")
+        out.add("# around it, read by \(script.fileName) (nginx shows only the first line to $http_ variables):")
+        out.add("# \(GatewayResidencyScript.none), \(GatewayResidencyScript.valuePrefix)VALUE when every line says VALUE, or \(GatewayResidencyScript.conflict) when two differ.")
+        out.add("js_import \(GatewayResidencyScript.module) from \(script.fileName);")
+        out.add("js_set $meridian_residency_lines \(GatewayResidencyScript.module).\(GatewayResidencyScript.function);")
+        out.add("# The data's jurisdiction, matched exactly (case-sensitive regexes; a map's plain strings would ignore case).")
+        out.add("map $meridian_residency_lines $meridian_data {")
         let missing = assumeWhenMissing?.code ?? "-missing"
-        out.add(1, "\"\" \(missing);")
-        out.add(1, "\"~^[ \\t]*$\" \(missing);")
-        for route in routes { out.add(1, "\"~^[ \\t]*\(route.data.code)[ \\t]*$\" \(route.data.code);") }
+        out.add(1, "\(GatewayResidencyScript.none) \(missing);")
+        out.add(1, "\(GatewayResidencyScript.valuePrefix) \(missing);")
+        out.add(1, "\(GatewayResidencyScript.conflict) -conflict;")
+        for route in routes { out.add(1, "\"~^\(GatewayResidencyScript.valuePrefix)\(route.data.code)$\" \(route.data.code);") }
         out.add(1, "default -unknown;")
         out.add("}")
         out.add("# The forwarding mark: a request another gateway forwarded is never forwarded again.")
@@ -178,6 +188,7 @@ public struct GatewayResidency: Codable, Sendable, Equatable {
         for marked in ["0", "1"] {
             out.add(1, "\"0|\(marked)|-missing\" \(Refusal.missingResidency.location);")
             out.add(1, "\"0|\(marked)|-unknown\" \(Refusal.unknownJurisdiction.location);")
+            out.add(1, "\"0|\(marked)|-conflict\" \(Refusal.conflictingJurisdictions.location);")
         }
         for route in routes {
             out.add(1, "\"0|0|\(route.data.code)\" \(start(route, marked: false));")
@@ -275,6 +286,59 @@ public struct GatewayResidency: Codable, Sendable, Equatable {
         }
         return out.lines
     }
+}
+
+/// The njs script a gateway's residency section imports: one function that
+/// reads every line of the residency header as received (`r.rawHeadersIn`),
+/// trims spaces and tabs around each, and says `none`, `value:V` when every
+/// line says V, or `conflict` when two differ. Invariant: its file name holds
+/// the SHA-256 of its text, so a new script never overwrites the one a running
+/// nginx was started with, and the configuration naming it is the one swap.
+public struct GatewayResidencyScript: Sendable, Equatable {
+    public static let module = "meridian_residency"
+    public static let function = "lines"
+    public static let none = "none"
+    public static let valuePrefix = "value:"
+    public static let conflict = "conflict"
+    /// Every script's path relative to the host root starts with this and ends with `suffix`.
+    public static let pathPrefix = GatewayConfig.prefix + "residency-"
+    public static let suffix = ".js"
+
+    /// The header, as received in any case (letters, digits and `-`, as `validate` requires).
+    public var header: String
+
+    public init(header: String) { self.header = header }
+
+    /// Whether `path` (relative to the host root) is a residency script's.
+    public static func isScriptPath(_ path: String) -> Bool {
+        path.hasPrefix(pathPrefix) && path.hasSuffix(suffix) && !path.dropFirst(pathPrefix.count).contains("/")
+    }
+
+    public var text: String {
+        let name = header.lowercased().filter { $0.isLetter || $0.isNumber || $0 == "-" }
+        return """
+        // Written by meridian (docs/residency.md): the \(header) lines of a request, for the gateway's
+        // $meridian_residency_lines. An edit by hand is reported by `meridian drift` (gateway-config-modified).
+        function \(Self.function)(r) {
+            var seen = null;
+            var received = r.rawHeadersIn;
+            for (var i = 0; i < received.length; i++) {
+                if (received[i][0].toLowerCase() !== '\(name)') { continue; }
+                var value = received[i][1].replace(/^[ \\t]+|[ \\t]+$/g, '');
+                if (seen === null) { seen = value; } else if (seen !== value) { return '\(Self.conflict)'; }
+            }
+            return seen === null ? '\(Self.none)' : '\(Self.valuePrefix)' + seen;
+        }
+        export default { \(Self.function): \(Self.function) };
+
+        """
+    }
+
+    /// `residency-<first 16 hex digits of the text's SHA-256>.js`.
+    public var fileName: String { "residency-" + SHA256.hex(text).prefix(16) + Self.suffix }
+
+    /// Relative to the host root.
+    public var path: String { GatewayConfig.prefix + fileName }
 }
 
 /// Lines of nginx configuration at one block depth, four spaces per level.

@@ -101,6 +101,11 @@ public enum HostStep: Sendable, Equatable {
         return result
     }
 
+    /// Whether `path` is one the gateway step writes: the configuration or a residency script.
+    public static func isGatewayFile(_ path: String) -> Bool {
+        path == GatewayConfig.path || GatewayResidencyScript.isScriptPath(path)
+    }
+
     /// Decides a host's steps from its plan. `rewriteSensitive` names sensitive
     /// files whose rendering with the real secrets differs from the host's
     /// copy though the plan had no action for them. `writeManifest` is false
@@ -129,9 +134,12 @@ public enum HostStep: Sendable, Equatable {
             case .installRelease:
                 if let release = desired.releases.first(where: { $0.path == action.subject }) { steps.append(.installRelease(release)) }
             case .createFile, .updateFile:
-                if action.subject == GatewayConfig.path, desired.gateway != nil { gatewayChanged = true; continue }
+                if Self.isGatewayFile(action.subject), desired.gateway != nil { gatewayChanged = true; continue }
                 steps.append(.writeFile(path: action.subject))
             case .deleteFile:
+                // A replaced residency script stays until the gateway step has swapped in the
+                // configuration naming its successor; that step removes it then.
+                if GatewayResidencyScript.isScriptPath(action.subject), desired.gateway != nil { gatewayChanged = true; continue }
                 steps.append(.deleteFile(path: action.subject))
             case .upgradeComponent:
                 flushExtras()

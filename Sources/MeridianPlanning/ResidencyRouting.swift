@@ -79,6 +79,16 @@ public struct RoutingTable: Sendable, Equatable, Codable {
         return decide(dataJurisdiction: jurisdiction, at: local, healthy: healthy)
     }
 
+    /// `decide` for every line of the residency header a request carries, in
+    /// order: lines whose values differ after trimming are a conflict (the
+    /// client said two things about where its data may go, and picking one
+    /// would route on a guess), so the request is refused; equal ones are one.
+    public func decide(headerLines lines: [String], at local: String, healthy: Set<String>) -> RoutingDecision {
+        let values = lines.map { $0.trimmingCharacters(in: CharacterSet(charactersIn: " \t")) }
+        if let first = values.first, let other = values.first(where: { $0 != first }) { return .refuse(.conflictingHeaders(first, other)) }
+        return decide(header: lines.first, at: local, healthy: healthy)
+    }
+
     private enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version"
         case missing
@@ -190,6 +200,8 @@ public enum RefusalReason: Sendable, Hashable, CustomStringConvertible {
     case unknownJurisdiction(String)
     /// No region allowed to process the data is healthy.
     case noHealthyAllowedRegion(Jurisdiction)
+    /// Two lines of the residency header say different things (the first two that differ, trimmed).
+    case conflictingHeaders(String, String)
 
     /// A short machine-readable token, sent by gateways with the refusal.
     public var token: String {
@@ -197,6 +209,7 @@ public enum RefusalReason: Sendable, Hashable, CustomStringConvertible {
         case .missingHeader: return "missing-residency"
         case .unknownJurisdiction: return "unknown-jurisdiction"
         case .noHealthyAllowedRegion: return "no-healthy-region"
+        case .conflictingHeaders: return "conflicting-jurisdictions"
         }
     }
 
@@ -205,6 +218,7 @@ public enum RefusalReason: Sendable, Hashable, CustomStringConvertible {
         case .missingHeader: return "the request carries no residency header"
         case .unknownJurisdiction(let code): return "no residency rule covers data of jurisdiction \"\(code)\""
         case .noHealthyAllowedRegion(let data): return "no region allowed to process \(data) data is healthy"
+        case .conflictingHeaders(let first, let second): return "the request's residency header lines differ (\"\(first)\" and \"\(second)\")"
         }
     }
 }

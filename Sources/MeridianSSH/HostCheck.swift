@@ -35,21 +35,28 @@ public struct HostCapabilities: Sendable, Equatable {
     public var tar: Bool
     public var sha256sum: Bool
     public var nginx: Bool
+    /// Whether nginx's JavaScript module is installed (`NginxJavaScriptModule.path`).
+    public var nginxJavaScript: Bool
 
-    public init(sh: Bool, tar: Bool, sha256sum: Bool, nginx: Bool) {
+    public init(sh: Bool, tar: Bool, sha256sum: Bool, nginx: Bool, nginxJavaScript: Bool = false) {
         self.sh = sh
         self.tar = tar
         self.sha256sum = sha256sum
         self.nginx = nginx
+        self.nginxJavaScript = nginxJavaScript
     }
 
     /// Whether the host has what meridian needs: sh, tar and sha256sum, and
-    /// nginx when it is a gateway.
-    public func isSufficient(gateway: Bool) -> Bool { sh && tar && sha256sum && (!gateway || nginx) }
+    /// nginx when it is a gateway, with its JavaScript module when the
+    /// gateway has a residency section (`residency`).
+    public func isSufficient(gateway: Bool, residency: Bool = false) -> Bool {
+        sh && tar && sha256sum && (!gateway || (nginx && (!residency || nginxJavaScript)))
+    }
 
-    /// One round trip: a fixed script that reports each program.
+    /// One round trip: a fixed script that reports each program and the module.
     public static let probe = RemoteCommand(fixedScript:
-        "for p in sh tar sha256sum nginx; do if command -v \"$p\" >/dev/null 2>&1; then echo \"$p yes\"; else echo \"$p no\"; fi; done")
+        "for p in sh tar sha256sum nginx; do if command -v \"$p\" >/dev/null 2>&1; then echo \"$p yes\"; else echo \"$p no\"; fi; done; "
+        + "if \(NginxJavaScriptModule.probe); then echo 'nginx-js yes'; else echo 'nginx-js no'; fi")
 
     /// Reads the probe's output (`NAME yes|no` per line).
     public static func parse(_ output: String) -> HostCapabilities {
@@ -58,7 +65,8 @@ public struct HostCapabilities: Sendable, Equatable {
             let fields = line.split(separator: " ")
             if fields.count == 2, fields[1] == "yes" { found.insert(String(fields[0])) }
         }
-        return HostCapabilities(sh: found.contains("sh"), tar: found.contains("tar"), sha256sum: found.contains("sha256sum"), nginx: found.contains("nginx"))
+        return HostCapabilities(sh: found.contains("sh"), tar: found.contains("tar"), sha256sum: found.contains("sha256sum"), nginx: found.contains("nginx"),
+                                nginxJavaScript: found.contains("nginx-js"))
     }
 }
 

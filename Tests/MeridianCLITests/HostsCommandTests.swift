@@ -1,9 +1,10 @@
 import Foundation
 import Testing
+import MeridianBasics
 import MeridianTestHosts
 
 /// `meridian hosts check` and `meridian trust` against real sshd test hosts
-/// on 127.0.70.x.
+/// on 127.0.70.x (and 127.0.71–72, 127.0.149, 127.0.73).
 @Suite(.serialized) struct HostsCommandTests {
     @Test func checkReportsEveryHostAndFailsForADeadOne() throws {
         let cluster = try TestHostCluster(count: 3, addressPrefix: "127.0.70")
@@ -78,6 +79,60 @@ import MeridianTestHosts
         #expect(trusted.status == 0, "\(trusted.stderr)")
         #expect(try String(contentsOfFile: knownHosts, encoding: .utf8) == "\(host.address) \(host.hostKeyLine)\n")
         #expect(try CLI.run(["hosts", "check", "--fleet", folder.path]).status == 0)
+    }
+
+    /// Restarts the host's sshd in a mount namespace of its own whose
+    /// `/usr/lib/nginx/modules` is an empty tmpfs: every session on it sees a
+    /// gateway host without nginx's JavaScript module, and nothing outside
+    /// that namespace changes.
+    func relaunchWithoutJavaScriptModule(_ host: TestHost, in cluster: TestHostCluster) throws {
+        cluster.kill(host)
+        let folder = (NginxJavaScriptModule.path as NSString).deletingLastPathComponent
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        process.arguments = ["--mount", "--propagation", "private", "/bin/sh", "-c", "mount -t tmpfs -o size=64k tmpfs \"$1\" && exec /usr/sbin/sshd -f \"$2\" -E \"$3\"",
+                             "relaunch", folder, host.configFile, host.logFile]
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "sshd of \(host.name) did not start in its own mount namespace")
+        let up = (0..<1000).contains { _ in
+            if FileManager.default.fileExists(atPath: host.pidFile), TestHostCluster.accepts(address: host.address, port: host.port) { return true }
+            usleep(10_000)
+            return false
+        }
+        #expect(up, "sshd of \(host.name) did not accept within 10 s of its restart")
+    }
+
+    @Test func aGatewayHostWithoutNginxsJavaScriptModuleFailsTheCheckAndApplyBeforeAnythingChanges() throws {
+        let cluster = try TestHostCluster(count: 2, addressPrefix: "127.0.73")
+        let fleet = try ApplyTestFleet(cluster: cluster, regions: ["north", "south"], portBase: 19940)
+        defer { fleet.tearDown() }
+        let bare = cluster.hosts[0]
+        try relaunchWithoutJavaScriptModule(bare, in: cluster)
+        // The module is really gone for sessions on that host only.
+        #expect(FileManager.default.fileExists(atPath: NginxJavaScriptModule.path))
+
+        let check = try fleet.meridian(["hosts", "check"])
+        #expect(check.status == 1, "\(check.stdout)\n\(check.stderr)")
+        let rows = check.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        let north = try #require(rows.first { $0.first == "north" }, "\(check.stdout)")
+        let south = try #require(rows.first { $0.first == "south" }, "\(check.stdout)")
+        #expect(north.suffix(3) == ["missing", "nginx-js", "FAIL"], "\(check.stdout)")
+        #expect(south.suffix(2) == ["ok", "ok"], "\(check.stdout)")
+        #expect(check.stdout.contains("1 of 2 hosts ok."), "\(check.stdout)")
+        let sentence = NginxJavaScriptModule.missing(on: "north/\(bare.name) (\(bare.address):\(bare.port))")
+        #expect(check.stderr.contains(sentence), "\(check.stderr)")
+        #expect(check.stderr.contains("install libnginx-mod-http-js"))
+
+        let apply = try fleet.meridian(["apply", "--auto-approve"])
+        #expect(apply.status == 1, "\(apply.stdout)\n\(apply.stderr)")
+        #expect((apply.stdout + apply.stderr).contains(NginxJavaScriptModule.missingReason), "\(apply.stdout)\n\(apply.stderr)")
+        #expect(apply.stdout.contains("south: applied"), "\(apply.stdout)")
+        // Nothing of north's was written: no configuration, no gateway, no manifest.
+        for path in ["config/inference-north/server.yaml", "router/nginx.conf", "state/manifest.json"] {
+            #expect(!FileManager.default.fileExists(atPath: bare.root + "/" + path), "\(path) was written on the host without the module")
+        }
+        #expect(FileManager.default.fileExists(atPath: cluster.hosts[1].root + "/router/nginx.conf"))
     }
 
     /// The fingerprint as OpenSSH's own tool prints it for the host's public key.

@@ -209,7 +209,7 @@ import MeridianTestHosts
         var position = text.startIndex
         for command in ["$ meridian sandbox up", "$ . .meridian/sandbox/env", "$ meridian validate", "$ meridian hosts check",
                         "$ meridian plan --region uk-south", "$ meridian plan --out first-deploy.plan > first-deploy.txt",
-                        "Plan: 37 to create", "$ meridian apply --auto-approve first-deploy.plan", "— wave canary: eu-central", "— wave europe: eu-west, uk-south",
+                        "Plan: 42 to create", "$ meridian apply --auto-approve first-deploy.plan", "— wave canary: eu-central", "— wave europe: eu-west, uk-south",
                         "— wave rest: us-east, ap-southeast", "$ meridian status", "$ meridian drift", "file-modified", "(exit 2, as expected)",
                         "$ meridian drift --remediate file-modified", "fixed  uk-south/uk-south-1 file-modified", "$ meridian drift", "No drift: 8 hosts in 5 regions match",
                         "$ kill $(cat .meridian/sandbox/hosts/eu-west-{inf-1,inf-2,kb}/root/run/*.pid .meridian/sandbox/hosts/ap-southeast-1/root/run/*.pid)",

@@ -388,6 +388,22 @@ final class LoadTally: @unchecked Sendable {
         #expect(try serving() == desired.identity, "the applied configuration is serving again")
         #expect(try await setup.findings().isEmpty)
 
+        // The residency script beside it is watched too: edited by hand, it is
+        // gateway-config-modified, and remediation writes it back and reloads.
+        let script = try #require(desired.residencyScript)
+        let scriptFile = setup.host.root + "/" + script.path
+        #expect(try String(contentsOfFile: scriptFile, encoding: .utf8) == script.text)
+        try script.text.replacingOccurrences(of: "return '\(GatewayResidencyScript.conflict)';", with: "return 'value:EU';")
+            .write(toFile: scriptFile, atomically: false, encoding: .utf8)
+        let scriptFindings = try await setup.findings()
+        #expect(scriptFindings.map(\.kind) == [.gatewayConfigModified] && scriptFindings.first?.subject == script.path, "\(scriptFindings)")
+        let scriptOutcomes = try await setup.remediate([.gatewayConfigModified])
+        #expect(scriptOutcomes.count == 1 && scriptOutcomes.allSatisfy(\.succeeded), "\(scriptOutcomes.map(\.result))")
+        #expect(try String(contentsOfFile: scriptFile, encoding: .utf8) == script.text)
+        #expect(try await setup.findings().isEmpty)
+        let scripts = try FileManager.default.contentsOfDirectory(atPath: setup.host.root + "/" + GatewayConfig.prefix).filter { $0.hasSuffix(GatewayResidencyScript.suffix) }
+        #expect(scripts == [script.fileName], "only the live configuration's script is kept: \(scripts)")
+
         // nginx stopped (a reboot, a kill): the next plan starts it through the gateway step.
         TestHostCluster.stopGateway(root: setup.host.root)
         #expect((try? serving()) == nil)

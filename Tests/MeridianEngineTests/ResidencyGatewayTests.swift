@@ -165,6 +165,22 @@ final class ResidencyWorld: @unchecked Sendable {
         table.entries.map { $0.data.code as String? } + [" \(table.entries[0].data.code)\t", table.entries[0].data.code.lowercased(), "XX", nil]
     }
 
+    /// Requests with more than one residency header line: equal lines once
+    /// trimmed (served as one), and lines that differ (refused), the second
+    /// an unknown value, a padded copy of another code or an empty one.
+    var headerLineSets: [[String]] {
+        let codes = table.entries.map(\.data.code)
+        return [[codes[0], " \(codes[0]) "], ["\t\(codes[codes.count - 1])", codes[codes.count - 1], codes[codes.count - 1] + " "],
+                [codes[0], codes[1]], [codes[codes.count - 1], " \(codes[0])\t"], [codes[0], "XX"], [codes[0], codes[0].lowercased()], [codes[0], ""]]
+    }
+
+    /// What a marked request with these header lines must get.
+    func expectedMarked(headerLines lines: [String], at local: String, healthy: Set<String>) -> ResidencyOutcome {
+        let trimmed = lines.map { $0.trimmingCharacters(in: CharacterSet(charactersIn: " \t")) }
+        if Set(trimmed).count > 1 { return .refused(GatewayResidency.Refusal.conflictingJurisdictions.rawValue) }
+        return expectedMarked(header: lines[0], at: local, healthy: healthy)
+    }
+
     /// Waits (bounded, about 15 s per gateway) until every running gateway
     /// whose stack runs serves its own data locally again: nginx remembers a
     /// slot that failed for its fail_timeout (10 s) and skips it until then.
@@ -194,6 +210,15 @@ final class ResidencyWorld: @unchecked Sendable {
                     let gotMarked = Self.outcome(try send(at: gateway, headers: headers + [(GatewayResidency.markHeader, "elsewhere")]))
                     if gotMarked != wantMarked { found.append("at \(gateway), marked, header \"\(value)\": expected \(wantMarked), got \(gotMarked)") }
                 }
+            }
+            for lines in headerLineSets {
+                let headers = lines.map { ("X-Data-Residency", $0) }
+                let want = Self.expected(table.decide(headerLines: lines, at: gateway, healthy: healthy), at: gateway)
+                let got = Self.outcome(try send(at: gateway, headers: headers))
+                if got != want { found.append("at \(gateway), header lines \(lines): expected \(want), got \(got)") }
+                let wantMarked = expectedMarked(headerLines: lines, at: gateway, healthy: healthy)
+                let gotMarked = Self.outcome(try send(at: gateway, headers: headers + [(GatewayResidency.markHeader, "elsewhere")]))
+                if gotMarked != wantMarked { found.append("at \(gateway), marked, header lines \(lines): expected \(wantMarked), got \(gotMarked)") }
             }
         }
         return found
@@ -276,6 +301,22 @@ final class RecordingBackend: @unchecked Sendable {
             // A forged mark at a region not allowed for the data gets a refusal, never a forward.
             let forged = try world.send(at: "us-a", headers: [("X-Data-Residency", "EU"), (GatewayResidency.markHeader, "eu-a")])
             #expect(ResidencyWorld.outcome(forged) == .refused("not-allowed-here"))
+            // Two residency header lines that differ are refused at every gateway, marked or not, whatever
+            // the first says; two that are equal once trimmed are one (mismatches() checks both against decide).
+            for gateway in world.names {
+                for marked in [false, true] {
+                    let conflicting = try world.send(at: gateway, headers: [("X-Data-Residency", "UK"), ("x-data-residency", " US")]
+                                                     + (marked ? [(GatewayResidency.markHeader, "eu-a")] : []))
+                    #expect(conflicting.status == 451, "at \(gateway)")
+                    #expect(conflicting.headers["x-meridian-refused"] == "conflicting-jurisdictions", "at \(gateway)")
+                    #expect(conflicting.headers["x-meridian-refused-by"] == gateway, "at \(gateway)")
+                    #expect(conflicting.headers["x-meridian-served-by"] == nil, "at \(gateway)")
+                    #expect(conflicting.headers["x-meridian-forwarded-by"] == nil, "at \(gateway)")
+                }
+            }
+            let equal = try world.send(at: "us-a", headers: [("X-Data-Residency", "UK"), ("X-Data-Residency", " UK\t")])
+            #expect(ResidencyWorld.outcome(equal) == .served("uk-a"))
+            #expect(equal.headers["x-meridian-forwarded-by"] == "us-a")
             // The gateway's own identity location needs no residency header.
             let identity = try await world.sessions["eu-a"]!.httpRequest(address: world.host("eu-a").address, port: ResidencyWorld.gatewayPort, path: GatewayConfig.identityLocation, timeout: .seconds(5))
             #expect(identity.status == 200)

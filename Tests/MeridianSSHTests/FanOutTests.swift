@@ -154,6 +154,7 @@ import Testing
         let capabilities = try #require(reports[0].capabilities)
         #expect(capabilities.sh && capabilities.tar && capabilities.sha256sum)
         #expect(capabilities.nginx == FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx"))
+        #expect(capabilities.nginxJavaScript == FileManager.default.fileExists(atPath: NginxJavaScriptModule.path))
 
         #expect(reports[1].hostKeyStatus == .unknown)
         #expect(reports[1].hostKey == PublicHostKey(openSSHLine: cluster.hosts[1].hostKeyLine))
@@ -167,6 +168,9 @@ import Testing
         let parsed = HostCapabilities.parse("sh yes\ntar yes\nsha256sum no\nnginx yes\n")
         #expect(parsed == HostCapabilities(sh: true, tar: true, sha256sum: false, nginx: true))
         #expect(!parsed.isSufficient(gateway: false))
+        let gateway = HostCapabilities.parse("sh yes\ntar yes\nsha256sum yes\nnginx yes\nnginx-js no\n")
+        #expect(gateway.isSufficient(gateway: true) && !gateway.isSufficient(gateway: true, residency: true))
+        #expect(HostCapabilities.parse("sh yes\ntar yes\nsha256sum yes\nnginx yes\nnginx-js yes\n").isSufficient(gateway: true, residency: true))
     }
 }
 

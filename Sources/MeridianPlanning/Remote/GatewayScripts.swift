@@ -68,17 +68,30 @@ public struct GatewayScripts: Sendable, Equatable {
     /// starts or reloads nginx. A failed check removes the new file and leaves
     /// the live configuration untouched. The text goes on standard input, not
     /// into the command line, so a region of any size fits.
-    public func activate(_ config: GatewayConfig) -> String { activate(text: config.text) }
+    /// With a residency section, it first refuses a host without nginx's
+    /// JavaScript module, and writes the section's script under its final,
+    /// content-named path before the check (the running nginx has its own
+    /// copy compiled, and no live configuration names a new script yet);
+    /// afterwards it removes scripts that neither the live configuration nor
+    /// `nginx.conf.previous` names.
+    public func activate(_ config: GatewayConfig) -> String { activate(text: config.text, script: config.residencyScript) }
 
     /// `activate` for a configuration given as text, sent on standard input
     /// (what tests of a refused configuration need; meridian itself renders
     /// every text from a value).
-    public func activate(text: String) -> String {
+    public func activate(text: String, script: GatewayResidencyScript? = nil) -> String {
         preamble + """
         new="$p".nginx.conf.new
         command -v nginx >/dev/null 2>&1 || { report failed "nginx is not installed (or not on PATH) on this gateway host"; exit 0; }
-        mkdir -p -- "$p"logs "$p"run "$p"temp 2>/dev/null || { report failed "cannot create the folders under $p"; exit 0; }
-        cat > "$new" 2>/dev/null || { rm -f -- "$new"; report failed "cannot write $new"; exit 0; }
+        prune() {
+          for f in "$p"residency-*.js; do
+            [ -f "$f" ] || continue
+            b=${f##*/}
+            grep -qF -- "$b" "$conf" 2>/dev/null || grep -qF -- "$b" "$p"nginx.conf.previous 2>/dev/null || rm -f -- "$f"
+          done
+        }
+        \(script.map(scriptLines) ?? "")mkdir -p -- "$p"logs "$p"run "$p"temp 2>/dev/null || { report failed "cannot create the folders under $p"; exit 0; }
+        \(script.map(writeScriptLines) ?? "")cat > "$new" 2>/dev/null || { rm -f -- "$new"; report failed "cannot write $new"; exit 0; }
         if [ "$(sha256sum < "$new" | cut -c1-64)" != \(SHA256.hex(text)) ]; then
           rm -f -- "$new"
           report failed "the new configuration arrived incomplete (its SHA-256 differs); nothing was changed"
@@ -86,11 +99,13 @@ public struct GatewayScripts: Sendable, Equatable {
         fi
         if ! out=$(nginx -t -q -p "$p" -c "$new" -e "$err" "$@" 2>&1 </dev/null); then
           rm -f -- "$new"
+          prune
           report check-failed "$out"
           exit 0
         fi
         if [ -f "$conf" ]; then cp -p -- "$conf" "$p"nginx.conf.previous 2>/dev/null || true; fi
         mv -f -- "$new" "$conf" || { report failed "cannot rename $new to $conf"; exit 0; }
+        prune
         pid=$(head -c 32 "$pidf" 2>/dev/null | tr -dc 0-9)
         # A pid file can outlive its nginx and name a recycled pid: only an nginx master counts.
         if [ -n "$pid" ] && alive "$pid" && { [ ! -r "/proc/$pid/cmdline" ] || tr '\\000' ' ' < "/proc/$pid/cmdline" | grep -q '^nginx: master'; }; then
@@ -129,6 +144,29 @@ public struct GatewayScripts: Sendable, Equatable {
           i=$((i + 1))
         done
         report start-failed "nginx exited without a running master; $(tail -n 5 "$err" 2>/dev/null)"
+
+        """
+    }
+
+    /// Refuses a host without nginx's JavaScript module before anything is written.
+    private func scriptLines(_ script: GatewayResidencyScript) -> String {
+        "\(NginxJavaScriptModule.probe) || { report failed \(ShellQuoting.quote(NginxJavaScriptModule.missingReason)); exit 0; }\n"
+    }
+
+    /// Writes the residency script under a temporary name, checks that it
+    /// arrived whole, and renames it to its content-named path.
+    private func writeScriptLines(_ script: GatewayResidencyScript) -> String {
+        let name = ShellQuoting.quote(script.fileName)
+        return """
+        js="$p"\(name)
+        jsnew="$p".\(name).new
+        printf '%s' \(ShellQuoting.quote(script.text)) > "$jsnew" 2>/dev/null || { rm -f -- "$jsnew"; report failed "cannot write $jsnew"; exit 0; }
+        if [ "$(sha256sum < "$jsnew" | cut -c1-64)" != \(SHA256.hex(script.text)) ]; then
+          rm -f -- "$jsnew"
+          report failed "the residency script arrived incomplete (its SHA-256 differs); nothing was changed"
+          exit 0
+        fi
+        mv -f -- "$jsnew" "$js" || { rm -f -- "$jsnew"; report failed "cannot rename $jsnew to $js"; exit 0; }
 
         """
     }

@@ -105,21 +105,48 @@ import MeridianModel
         #expect(parse("gateway maybe") == "host eu/gw: observation output line 5: malformed gateway record")
     }
 
+    /// The drift kinds of a host whose manifest records `path` with `applied` as its content, observed as `file`.
+    static func driftKinds(path: String, applied text: Data, observed file: ObservedFile) -> [DriftKind] {
+        let applied = HostManifest(revision: "1", appliedAt: "t", appliedBy: "me",
+                                   files: [path: ManifestFile(sha256: SHA256.hex(text), maskedSHA256: nil, mode: 0o644, component: nil)],
+                                   releases: [], components: [:])
+        let observed = ObservedHostState(manifest: .present(applied, sha256: "m"), files: [path: file])
+        return DriftClassifier.classify(HostDriftEvidence(region: "eu", host: "gw", applied: applied, appliedSource: .stateStore,
+                                                          observed: observed, hostNow: 0, regionLeaseHeld: false)).map(\.kind)
+    }
+
     @Test func aHandEditedGatewayConfigurationIsItsOwnDriftKind() {
         let text = Data("worker_processes 1;\n".utf8)
-        let applied = HostManifest(revision: "1", appliedAt: "t", appliedBy: "me",
-                                   files: [GatewayConfig.path: ManifestFile(sha256: SHA256.hex(text), maskedSHA256: nil, mode: 0o644, component: nil)],
-                                   releases: [], components: [:])
-        func kinds(_ file: ObservedFile) -> [DriftKind] {
-            let observed = ObservedHostState(manifest: .present(applied, sha256: "m"), files: [GatewayConfig.path: file])
-            return DriftClassifier.classify(HostDriftEvidence(region: "eu", host: "gw", applied: applied, appliedSource: .stateStore,
-                                                              observed: observed, hostNow: 0, regionLeaseHeld: false)).map(\.kind)
-        }
+        func kinds(_ file: ObservedFile) -> [DriftKind] { Self.driftKinds(path: GatewayConfig.path, applied: text, observed: file) }
         #expect(kinds(.regular(sha256: SHA256.hex(text), mode: 0o644, size: text.count)) == [])
         #expect(kinds(.regular(sha256: SHA256.hex("worker_processes 8;\n"), mode: 0o644, size: 20)) == [.gatewayConfigModified])
         #expect(kinds(.missing) == [.gatewayConfigModified])
         #expect(DriftKind.gatewayConfigModified.rawValue == "gateway-config-modified")
         #expect(DriftKind.gatewayConfigModified.isRemediable)
         #expect(DriftKind.gatewayConfigModified.fix.contains("meridian drift --remediate gateway-config-modified"))
+    }
+
+    @Test func aReplacedResidencyScriptGoesThroughTheGatewayStepAndIsWatchedLikeTheConfiguration() throws {
+        let old = GatewayResidencyScript(header: "X-Data-Residency")
+        let new = GatewayResidencyScript(header: "X-Residency")
+        #expect(old.fileName != new.fileName && old.fileName.hasPrefix("residency-") && old.path == "router/" + old.fileName)
+        #expect(GatewayResidencyScript.isScriptPath(old.path) && !GatewayResidencyScript.isScriptPath("router/sub/residency-1.js")
+                && !GatewayResidencyScript.isScriptPath("config/residency-1.js"))
+        #expect(HostStep.isGatewayFile(old.path) && HostStep.isGatewayFile(GatewayConfig.path) && !HostStep.isGatewayFile("config/a.yaml"))
+        let text = Data(old.text.utf8)
+        func kinds(_ file: ObservedFile) -> [DriftKind] { Self.driftKinds(path: old.path, applied: text, observed: file) }
+        #expect(kinds(.regular(sha256: SHA256.hex(text), mode: 0o644, size: text.count)) == [])
+        #expect(kinds(.regular(sha256: SHA256.hex("edited"), mode: 0o644, size: 6)) == [.gatewayConfigModified])
+        #expect(kinds(.missing) == [.gatewayConfigModified])
+
+        // A new script and the old one's removal are the gateway step's, which removes the old
+        // one only after the configuration naming the new one is in place.
+        let desired = try #require(Self.render()["gw"])
+        let steps = HostStep.steps(for: hostPlan([
+            PlanAction(id: "1", kind: .createFile, subject: new.path),
+            PlanAction(id: "2", kind: .updateFile, subject: GatewayConfig.path),
+            PlanAction(id: "3", kind: .deleteFile, subject: old.path),
+        ]), desired: desired, rewriteSensitive: [], writeManifest: false)
+        #expect(steps == [.prepareHost(keeping: [new.path, GatewayConfig.path, old.path]), .activateGateway, .writeManifest], "\(steps)")
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import MeridianBasics
+import MeridianModel
 @testable import MeridianPlanning
 
 @Suite struct GatewayScriptsTests {
@@ -17,7 +18,7 @@ import MeridianBasics
         """)
     }
 
-    @Test func activationChecksBeforeItSwapsAndNeverLeavesThePrefix() {
+    @Test func activationChecksBeforeItSwapsAndNeverLeavesThePrefix() throws {
         let script = GatewayScripts(root: "/srv/meridian").activate(GatewayFixture.config())
         let lines = script.split(separator: "\n").map(String.init)
         func index(_ line: String) -> Int {
@@ -31,8 +32,24 @@ import MeridianBasics
         let start = index("if ! out=$(nginx -p \"$p\" -c \"$conf\" -e \"$err\" \"$@\" 2>&1 </dev/null); then")
         #expect(index("p=/srv/meridian/router/") < check)
         #expect(check < swap && swap < reload && reload < start)
-        // A failed check removes only the new file and stops before the swap.
-        #expect(lines[check + 1] == "  rm -f -- \"$new\"" && lines[check + 2] == "  report check-failed \"$out\"" && lines[check + 3] == "  exit 0")
+        // A failed check removes the new file (and residency scripts no configuration names) and stops before the swap.
+        #expect(lines[check + 1] == "  rm -f -- \"$new\"" && lines[check + 2] == "  prune" && lines[check + 3] == "  report check-failed \"$out\"" && lines[check + 4] == "  exit 0")
+        #expect(lines[swap + 1] == "prune")
+        #expect(!lines.contains { $0.contains(NginxJavaScriptModule.path) }, "a gateway without residency needs no module")
+        // With a residency section: no module, nothing written; the script is in place, checked, before nginx -t.
+        var config = GatewayFixture.config()
+        config.residency = GatewayResidency(region: "eu-west", header: "X-Data-Residency", refuseStatus: 451, assumeWhenMissing: nil,
+                                            routes: [.init(data: Jurisdiction("EU")!, servesLocally: true, hops: [])], peers: [])
+        let residency = try #require(config.residencyScript)
+        let withScript = GatewayScripts(root: "/srv/meridian").activate(config).split(separator: "\n").map(String.init)
+        func at(_ line: String) -> Int { withScript.firstIndex(of: line) ?? Int.max }
+        let probe = at(NginxJavaScriptModule.probe + " || { report failed " + ShellQuoting.quote(NginxJavaScriptModule.missingReason) + "; exit 0; }")
+        let written = at("mv -f -- \"$jsnew\" \"$js\" || { rm -f -- \"$jsnew\"; report failed \"cannot rename $jsnew to $js\"; exit 0; }")
+        #expect(probe < at("mkdir -p -- \"$p\"logs \"$p\"run \"$p\"temp 2>/dev/null || { report failed \"cannot create the folders under $p\"; exit 0; }"))
+        #expect(written < at("if ! out=$(nginx -t -q -p \"$p\" -c \"$new\" -e \"$err\" \"$@\" 2>&1 </dev/null); then"))
+        #expect(withScript.contains("js=\"$p\"" + residency.fileName))
+        #expect(withScript.contains("if [ \"$(sha256sum < \"$jsnew\" | cut -c1-64)\" != \(SHA256.hex(residency.text)) ]; then"))
+        #expect(config.text.hasPrefix("# ") && config.text.contains("\nload_module \(NginxJavaScriptModule.path);\n") && config.text.contains("js_import meridian_residency from \(residency.fileName);"))
         #expect(lines.contains("if [ \"$(id -u)\" = 0 ]; then set -- -g \"user $(id -un);\"; fi"))
         #expect(!script.contains("/var/"))
     }

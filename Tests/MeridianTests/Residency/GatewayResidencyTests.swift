@@ -50,8 +50,13 @@ import Testing
         #expect(lines.contains("\"0|1|EU\" @meridian_refuse_not_allowed_here;"))
         #expect(lines.contains("\"0|0|US\" local;"))
         #expect(lines.contains("\"0|1|US\" local;"))
-        #expect(lines.contains("\"~^[ \\t]*EU[ \\t]*$\" EU;"))
-        #expect(lines.contains("\"\" -missing;"))
+        #expect(lines.contains("\"~^value:EU$\" EU;"))
+        #expect(lines.contains("none -missing;") && lines.contains("value: -missing;"))
+        // Two residency header lines that differ are refused first, marked or not.
+        #expect(lines.contains("conflict -conflict;"))
+        #expect(lines.contains("\"0|0|-conflict\" @meridian_refuse_conflicting_jurisdictions;"))
+        #expect(lines.contains("\"0|1|-conflict\" @meridian_refuse_conflicting_jurisdictions;"))
+        #expect(lines.contains("js_import meridian_residency from \(us.script.fileName);"))
         #expect(lines.contains("\"1|US\" @meridian_refuse_not_served_here;"))
         // us-east is the only US region: after its stack fails, US data is refused.
         #expect(lines.contains("\"0|US\" @meridian_refuse_no_healthy_region;"))

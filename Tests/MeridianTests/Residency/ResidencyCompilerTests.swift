@@ -142,6 +142,13 @@ import Testing
         #expect(table.decide(dataJurisdiction: j("SG"), at: "eu-west", healthy: everyone) == .refuse(.unknownJurisdiction("SG")))
         #expect(table.decide(header: "eu", at: "eu-west", healthy: everyone) == .refuse(.unknownJurisdiction("eu")))
         #expect(table.decide(header: "US", at: "eu-west", healthy: everyone) == .forward(to: "us-east"))
+        // Several header lines: equal ones once trimmed are one; lines that differ are refused wherever the first would go.
+        #expect(table.decide(headerLines: ["US", " US\t"], at: "eu-west", healthy: everyone) == .forward(to: "us-east"))
+        #expect(table.decide(headerLines: ["EU", "US"], at: "eu-west", healthy: everyone) == .refuse(.conflictingHeaders("EU", "US")))
+        #expect(table.decide(headerLines: ["EU", "EU", "eu"], at: "eu-west", healthy: everyone) == .refuse(.conflictingHeaders("EU", "eu")))
+        #expect(RefusalReason.conflictingHeaders("EU", "US").token == GatewayResidency.Refusal.conflictingJurisdictions.rawValue)
+        #expect(table.decide(headerLines: ["EU", ""], at: "eu-west", healthy: everyone) == .refuse(.conflictingHeaders("EU", "")))
+        #expect(table.decide(headerLines: [], at: "eu-west", healthy: everyone) == table.decide(header: nil, at: "eu-west", healthy: everyone))
 
         let refusing = ResidencyCompiler.compile(Self.sample.fleet).0
         #expect(refusing.decide(dataJurisdiction: nil, at: "eu-west", healthy: everyone) == .refuse(.missingHeader))
