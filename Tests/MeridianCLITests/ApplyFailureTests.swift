@@ -41,26 +41,6 @@ import MeridianTestHosts
         #expect(!FileManager.default.fileExists(atPath: cluster.hosts[0].root + "/config"))
     }
 
-    /// Starts `meridian apply --auto-approve` without waiting for it, its output going to `output` when given.
-    func startApply(_ fleet: ApplyTestFleet, output: URL? = nil) throws -> Process {
-        let process = Process()
-        process.executableURL = CLI.executable
-        process.arguments = ["apply", "--auto-approve", "--fleet", fleet.path]
-        process.environment = ["PATH": "/usr/bin:/bin", "HOME": FileManager.default.temporaryDirectory.path, "NO_COLOR": "1", "MERIDIAN_TEST_API_KEY": "s3cret-value"]
-        if let output {
-            FileManager.default.createFile(atPath: output.path, contents: nil)
-            let log = try FileHandle(forWritingTo: output)
-            process.standardOutput = log
-            process.standardError = log
-        } else {
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-        }
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        return process
-    }
-
     func temporaries(under root: String) -> [String] {
         let names = FileManager.default.enumerator(atPath: root)?.compactMap { $0 as? String } ?? []
         return names.filter { $0.contains(".meridian-tmp-") || $0.contains(".unpack-") }
@@ -83,7 +63,7 @@ import MeridianTestHosts
         // A configuration change and a version change, killed part-way.
         try fleet.writeRegion(0, "north", maxTokens: 555, version: "2.0.0")
         let log = fleet.directory.appendingPathComponent("killed-apply.log")
-        let process = try startApply(fleet, output: log)
+        let process = try fleet.start(["apply", "--auto-approve"], output: log)
         let reached = CLI.waitForLines(containing: "— ok", count: killAfter, in: log, of: process)
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
@@ -123,7 +103,7 @@ import MeridianTestHosts
 
         try fleet.writeRegion(0, "north", maxTokens: 9, version: "2.0.0")
         let log = fleet.directory.appendingPathComponent("sshd-killed-apply.log")
-        let process = try startApply(fleet, output: log)
+        let process = try fleet.start(["apply", "--auto-approve"], output: log)
         let reached = CLI.waitForLines(containing: "install release inference-north 2.0.0 — ok", in: log, of: process)
         cluster.kill(cluster.hosts[0])
         #expect(process.endsWithin(), "apply did not end within 20 s of its host's sshd being killed")

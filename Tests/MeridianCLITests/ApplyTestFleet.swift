@@ -99,6 +99,11 @@ struct ApplyTestFleet {
         try CLI.run(arguments + ["--fleet", path], environment: secret ? ["MERIDIAN_TEST_API_KEY": "s3cret-value"] : [:])
     }
 
+    /// Starts meridian without waiting for it, its output going to `output`.
+    func start(_ arguments: [String], output: URL) throws -> Process {
+        try CLI.start(arguments + ["--fleet", path], environment: ["MERIDIAN_TEST_API_KEY": "s3cret-value"], output: output)
+    }
+
     /// Removes everything meridian wrote on the hosts, so the next test sees fresh hosts.
     func wipeHosts() {
         for host in cluster.hosts {

@@ -163,16 +163,7 @@ import MeridianTestHosts
         // A grace period long enough that the kill lands in it however loaded the machine is.
         try fleet.setPlatform("2.0.0", strategy: "blue-green", gracePeriod: "8s")
         let log = fleet.directory.appendingPathComponent("grace-apply.log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
-        let output = try FileHandle(forWritingTo: log)
-        let process = Process()
-        process.executableURL = CLI.executable
-        process.arguments = ["apply", "--auto-approve", "--fleet", fleet.path]
-        process.environment = ["PATH": "/usr/bin:/bin", "HOME": FileManager.default.temporaryDirectory.path, "NO_COLOR": "1", "MERIDIAN_TEST_API_KEY": "s3cret-value"]
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        let process = try fleet.start(["apply", "--auto-approve"], output: log)
         // The transition line is printed once the store records the switch.
         let switched = CLI.waitForLines(containing: "→ switched", in: log, of: process)
         kill(process.processIdentifier, SIGKILL)

@@ -16,6 +16,16 @@ import MeridianTestHosts
         return entries.max { ($0["id"] as? Int ?? 0) < ($1["id"] as? Int ?? 0) }?["record"] as? [String: Any] ?? [:]
     }
 
+    /// Waits (bounded: `attempts` looks 50 ms apart) while `process` runs until
+    /// the newest rollout is in `phase`; true when it got there.
+    func waitForPhase(_ phase: String, _ fleet: TrafficRolloutFleet, while process: Process, attempts: Int) async -> Bool {
+        for _ in 0..<attempts where process.isRunning {
+            if (try? rolloutStatus(fleet)["phase"] as? String) == phase { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+
     @Test func aGoodCanaryGoesThroughEveryStepAndABadOneIsRolledBackAtItsFirst() async throws {
         let fleet = try TrafficRolloutFleet(addressPrefix: "127.0.190", portBase: 19700)
         defer { fleet.tearDown() }
@@ -33,11 +43,7 @@ import MeridianTestHosts
         let goodLog = fleet.directory.appendingPathComponent("apply-good.log")
         let good = try fleet.start(["apply", "--auto-approve"], output: goodLog)
         // While the first step's traffic runs, plan and drift keep the canary's weights.
-        var sawStep = false
-        for _ in 0..<600 where good.isRunning && !sawStep {
-            sawStep = (try? rolloutStatus(fleet)["phase"] as? String) == "analysing:0"
-            if !sawStep { try await Task.sleep(for: .milliseconds(50)) }
-        }
+        let sawStep = await waitForPhase("analysing:0", fleet, while: good, attempts: 600)
         #expect(sawStep, "the rollout never reached its first step's analysis")
         if sawStep {
             let during = try fleet.meridian(["plan", "--detailed-exitcode"])
@@ -104,11 +110,7 @@ import MeridianTestHosts
         try fleet.setPlatform("1.1.0", strategy: "canary", pause: "8s")
         let log = fleet.directory.appendingPathComponent("apply-canary.log")
         let apply = try fleet.start(["apply", "--auto-approve"], output: log)
-        var atSecondStep = false
-        for _ in 0..<1200 where apply.isRunning && !atSecondStep {
-            atSecondStep = (try? rolloutStatus(fleet)["phase"] as? String) == "analysing:1"
-            if !atSecondStep { try await Task.sleep(for: .milliseconds(50)) }
-        }
+        let atSecondStep = await waitForPhase("analysing:1", fleet, while: apply, attempts: 1200)
         let during = atSecondStep ? Result { try checkStatusDuringTheSecondStep(fleet) } : .success(())
         // Queued for the running apply (exit 0), which carries it out: all traffic back to 1.0.0, exit 3.
         let abort = try fleet.meridian(["rollout", "abort", "north"])
