@@ -120,7 +120,8 @@ extension ApplyEngine {
         var rolledBack: [String] = []
         var failures: [HostFailure] = []
         // The region's gateways move the traffic of components they route; the others' weights live in the manifests only.
-        let sessions = RolloutDriver.Sessions()
+        // The rollouts use the sessions apply already holds (the command closes them at its end), or their own.
+        let sessions = RolloutDriver.Sessions(pool: planning.sessions ?? SSHSessionPool())
         let gateway = NginxRegionGateway(planning: planning, store: store, run: run, hosts: hosts, sessions: sessions)
         let work = starts.map(RolloutWork.start) + unfinished.map(RolloutWork.resume)
         for item in work {
@@ -149,7 +150,7 @@ extension ApplyEngine {
             // A failed component stops the region's other rollouts: the wave is stopped anyway.
             if !failures.isEmpty || !rolledBack.isEmpty { break }
         }
-        await sessions.closeAll()
+        if planning.sessions == nil { await sessions.closeAll() }
         if !failures.isEmpty { return .failed(failures) }
         if !rolledBack.isEmpty { return .rolledBack(rolledBack) }
         return .applied(hostsChanged: regionPlan.hosts.filter(\.hasChanges).count, hosts: regionPlan.hosts.count)

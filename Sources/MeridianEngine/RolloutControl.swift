@@ -2,6 +2,7 @@ import Foundation
 import MeridianBasics
 import MeridianModel
 import MeridianPlanning
+import MeridianSSH
 import MeridianState
 
 /// A region's rollouts as `rollout status` shows them.
@@ -111,17 +112,24 @@ public struct RolloutControl: Sendable {
         var ended: [RolloutRecord] = []
         do {
             let regionHosts = try await renderedAtRecordedSplits(region: region)
-            let sessions = RolloutDriver.Sessions()
+            let sessions = RolloutDriver.Sessions(pool: planning.sessions ?? SSHSessionPool())
             let gateway = NginxRegionGateway(planning: planning, store: store, run: run.id, hosts: regionHosts, sessions: sessions)
-            defer { Task { await sessions.closeAll() } }
-            for stored in rollouts {
-                let record = try RolloutRecords.decode(stored)
-                let hosts = regionHosts.filter { $0.components.contains { $0.component == record.component } }
-                let driver = RolloutDriver(planning: planning, store: store, identity: identity, run: run.id, timings: timings,
-                                           gateway: gateway.routes(record.component) ? gateway : nil, hosts: hosts, commandPoll: options.commandPoll,
-                                           sessions: sessions)
-                ended.append(try await driver.drive(stored, events: events))
+            // Closed before returning, never in a detached task: the process may exit
+            // right after, and libssh2 must not be closing sessions while it does.
+            do {
+                for stored in rollouts {
+                    let record = try RolloutRecords.decode(stored)
+                    let hosts = regionHosts.filter { $0.components.contains { $0.component == record.component } }
+                    let driver = RolloutDriver(planning: planning, store: store, identity: identity, run: run.id, timings: timings,
+                                               gateway: gateway.routes(record.component) ? gateway : nil, hosts: hosts, commandPoll: options.commandPoll,
+                                               sessions: sessions)
+                    ended.append(try await driver.drive(stored, events: events))
+                }
+            } catch {
+                if planning.sessions == nil { await sessions.closeAll() }
+                throw error
             }
+            if planning.sessions == nil { await sessions.closeAll() }
         } catch {
             _ = try? await store.finishRun(run.id, outcome: .failed, exitCode: 1, summary: "\(error)")
             _ = try? await store.releaseLeases(regions: [region], holder: identity)
